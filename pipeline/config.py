@@ -1,0 +1,196 @@
+"""Job configuration: YAML validated into typed models before any work starts.
+
+Every problem becomes one `ConfigError` naming the file, the key and the reason.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from refinery.stages import STAGES, stage_class
+
+FORMATS = ("jsonl", "parquet", "warc", "html")
+RUNNERS = ("local", "ray", "spark")
+
+
+class ConfigError(ValueError):
+    def __init__(self, file: str, key: str, reason: str):
+        super().__init__(f"{file}: {key}: {reason}")
+        self.file, self.key, self.reason = file, key, reason
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(Strict):
+    paths: list[str] = Field(min_length=1)
+    format: Literal["jsonl", "parquet", "warc", "html"]
+    text_key: str = "text"
+    id_key: str = "id"
+    url_key: str = "url"
+    # Documents are handed to stages in batches of about this many bytes.
+    batch_bytes: int = Field(default=8 << 20, gt=0)
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, str) else value
+
+
+class RayConfig(Strict):
+    address: str | None = None
+    # Actors per model-holding stage; default: one per CPU the cluster has.
+    actors: int | None = Field(default=None, gt=0)
+
+
+class SparkConfig(Strict):
+    master: str = "local[2]"
+    conf: dict[str, str] = {}
+
+
+class StageSpec(Strict):
+    """One entry of `stages:` after validation: the class, its params and its options."""
+
+    kind: str
+    name: str
+    annotate_only: bool = False
+    params: Any = None
+
+
+class JobConfig(Strict):
+    input: InputConfig
+    stages: list[dict[str, Any]] = Field(min_length=1)
+    runner: Literal["local", "ray", "spark"] = "ray"
+    workers: int | None = Field(default=None, gt=0)
+    ray: RayConfig = RayConfig()
+    spark: SparkConfig = SparkConfig()
+    output: str | None = None
+
+
+class Job(BaseModel):
+    """A validated job: the raw config, the resolved input files and the stage specs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    file: str
+    config: JobConfig
+    files: list[str]
+    stages: list[StageSpec]
+
+    def build_stages(self):
+        return [stage_class(s.kind)(s.params, name=s.name, annotate_only=s.annotate_only) for s in self.stages]
+
+    def resolved(self) -> dict:
+        """The config as it will run: every default filled in (written to RUN/job.yaml)."""
+        data = self.config.model_dump(mode="json")
+        data["stages"] = [
+            {"stage": s.kind, "name": s.name, "annotate_only": s.annotate_only, **s.params.model_dump(mode="json")}
+            for s in self.stages
+        ]
+        data["input"]["files"] = self.files
+        return data
+
+
+def _key(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _raise_validation(file: str, prefix: str, err: ValidationError):
+    first = err.errors()[0]
+    key = _key(tuple(p for p in (prefix,) if p) + tuple(first["loc"]))
+    reason = first["msg"]
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key"
+    raise ConfigError(file, key, reason) from None
+
+
+def expand_paths(patterns: list[str], base: Path) -> list[str]:
+    """Local paths and globs (relative to the config's folder or the working dir) and URIs."""
+    files: list[str] = []
+    for pattern in patterns:
+        if "://" in pattern and not pattern.startswith("file://"):
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(pattern)
+            protocol = pattern.split("://", 1)[0]
+            found = sorted(f"{protocol}://{p}" for p in (fs.glob(path) if glob.has_magic(path) else [path]) if fs.isfile(p))
+        else:
+            pattern = pattern.removeprefix("file://")
+            candidates = [pattern] if os.path.isabs(pattern) else [pattern, str(base / pattern)]
+            found = []
+            for candidate in candidates:
+                found = sorted(p for p in glob.glob(candidate, recursive=True) if os.path.isfile(p))
+                if found:
+                    break
+        files.extend(found)
+    return sorted(dict.fromkeys(files))
+
+
+def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job:
+    if not isinstance(data, dict):
+        raise ConfigError(file, "(top level)", "expected a mapping of keys to values")
+    try:
+        config = JobConfig.model_validate(data)
+    except ValidationError as err:
+        _raise_validation(file, "", err)
+    specs: list[StageSpec] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(config.stages):
+        key = f"stages[{i}]"
+        if not isinstance(entry, dict) or "stage" not in entry:
+            raise ConfigError(file, key, "each stage needs a `stage:` name")
+        entry = dict(entry)
+        kind = entry.pop("stage")
+        if kind not in STAGES:
+            raise ConfigError(file, f"{key}.stage", f"unknown stage {kind!r}; known: {', '.join(sorted(STAGES))}")
+        name = entry.pop("name", None)
+        annotate_only = entry.pop("annotate_only", False)
+        if not isinstance(annotate_only, bool):
+            raise ConfigError(file, f"{key}.annotate_only", "expected true or false")
+        if name is None:
+            seen[kind] = seen.get(kind, 0) + 1
+            name = kind if seen[kind] == 1 else f"{kind}_{seen[kind]}"
+        if name in {s.name for s in specs} or name == "read":
+            raise ConfigError(file, f"{key}.name", f"stage name {name!r} is used twice")
+        cls = stage_class(kind)
+        try:
+            params = cls.Params.model_validate(entry)
+        except ValidationError as err:
+            _raise_validation(file, key, err)
+        check = getattr(cls, "check_params", None)
+        if check is not None:
+            try:
+                check(params, base or Path("."))
+            except ValueError as err:
+                raise ConfigError(file, key, str(err)) from None
+        specs.append(StageSpec(kind=kind, name=name, annotate_only=annotate_only, params=params))
+    if config.input.format in ("warc", "html") and specs[0].kind != "extract":
+        raise ConfigError(file, "stages[0]", f"{config.input.format} input needs `extract` as the first stage")
+    files = expand_paths(config.input.paths, base or Path("."))
+    if not files:
+        raise ConfigError(file, "input.paths", f"no input file matches {config.input.paths}")
+    return Job(file=file, config=config, files=files, stages=specs)
+
+
+def load_job(path: str | os.PathLike, overrides: dict | None = None) -> Job:
+    """Read and validate a job file; `overrides` (from the CLI) replace top-level keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "(file)", "no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), "(syntax)", str(err).replace("\n", " ")) from None
+    if isinstance(data, dict):
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                data[key] = value
+    return validate(data, str(path), path.parent)

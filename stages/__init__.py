@@ -1,0 +1,20 @@
+"""Registry of stages by their YAML name; modules are imported only when a job uses them."""
+from __future__ import annotations
+
+import importlib
+
+STAGES: dict[str, str] = {
+    "normalize": "refinery.stages.normalize:Normalize",
+    "length": "refinery.stages.length:LengthFilter",
+    "dedup": "refinery.stages.dedup:Dedup",
+}
+
+
+def stage_class(kind: str):
+    """The class registered under `kind`; KeyError names the known stages."""
+    try:
+        target = STAGES[kind]
+    except KeyError:
+        raise KeyError(f"unknown stage {kind!r}; known stages: {', '.join(sorted(STAGES))}") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
