@@ -1,0 +1,159 @@
+"""A job cut into segments at its global stages, and the per-chunk work every runner shares.
+
+Segment 0 reads the input files; each global stage (dedup) opens a new segment that reads the
+previous segment's parts, applies the global decision and goes on with the next map stages.
+Units (input files or parts) carry `_unit`/`_chunk` numbers, so outputs, partial statistics and
+completion markers are named the same whichever runner produced them.
+"""
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from refinery.pipeline.config import Job
+from refinery.pipeline.readers import READ, read_file
+from refinery.pipeline.rundir import RunDir, atomic_write_parquet
+from refinery.pipeline.stage import GlobalStage, MapStage, Stage, Verdict, run_map_stage
+from refinery.pipeline.stats import StageStats, merge_all
+
+UNIT, CHUNK = "_unit", "_chunk"
+
+
+class ResolvedFilter(MapStage):
+    """The filter phase of a global stage: a map stage over its stored resolution."""
+
+    def __init__(self, stage: GlobalStage, resolution_path: Path):
+        super().__init__(stage.params, name=stage.name, annotate_only=stage.annotate_only)
+        self.kind = stage.kind
+        self.columns = stage.columns
+        self.histograms = stage.histograms
+        self.removes = stage.removes
+        self.stage = stage
+        self.resolution_path = resolution_path
+        self.resolution: pa.Table | None = None
+
+    def setup(self) -> None:
+        self.resolution = pq.read_table(self.resolution_path)
+
+    def process(self, batch: pa.RecordBatch) -> Verdict:
+        return self.stage.verdict(batch, self.resolution)
+
+
+@dataclass
+class Segment:
+    index: int
+    opener: GlobalStage | None
+    stages: list[Stage]
+    last: bool
+
+
+class Plan:
+    """What a runner needs: stages in segments, the run directory and the unit lists."""
+
+    def __init__(self, job: Job, run_dir: str | Path):
+        self.job = job
+        self.run = RunDir(run_dir)
+        self.stages = job.build_stages()
+        self.segments: list[Segment] = []
+        current: list[Stage] = []
+        opener: GlobalStage | None = None
+        for stage in self.stages:
+            if stage.is_global:
+                self.segments.append(Segment(len(self.segments), opener, current, False))
+                opener, current = stage, []
+            else:
+                current.append(stage)
+        self.segments.append(Segment(len(self.segments), opener, current, True))
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [READ] + [s.name for s in self.stages]
+
+    def output_dir(self, segment: Segment) -> Path:
+        return self.run.segment_output(segment.index, segment.last)
+
+    def units(self, segment: Segment) -> list[str]:
+        if segment.index == 0:
+            return list(self.job.files)
+        previous = self.segments[segment.index - 1]
+        return sorted(glob.glob(str(self.output_dir(previous) / "part-*.parquet")))
+
+    def map_stages(self, segment: Segment) -> list[MapStage]:
+        """The segment's stages as map stages, the opener's filter phase first."""
+        stages: list[Stage] = list(segment.stages)
+        if segment.opener is not None:
+            stages.insert(0, ResolvedFilter(segment.opener, self.run.resolution(segment.opener.name)))
+        return stages
+
+    def read_unit(self, segment: Segment, unit: int, path: str) -> Iterator[tuple[int, pa.RecordBatch, StageStats | None]]:
+        """Chunks of one unit: number, batch tagged with unit/chunk, read statistics (segment 0 only)."""
+        if segment.index == 0:
+            source = read_file(path, self.job.config.input)
+        else:
+            source = ((b, None) for b in pq.ParquetFile(path).iter_batches(batch_size=65536))
+        for chunk, (batch, stats) in enumerate(source):
+            yield chunk, tag(batch, unit, chunk), stats
+
+
+def tag(batch: pa.RecordBatch, unit: int, chunk: int) -> pa.RecordBatch:
+    n = batch.num_rows
+    batch = batch.append_column(UNIT, pa.array(np.full(n, unit, dtype=np.int32)))
+    return batch.append_column(CHUNK, pa.array(np.full(n, chunk, dtype=np.int32)))
+
+
+def chunk_of(batch: pa.RecordBatch) -> tuple[int, int] | None:
+    if batch.num_rows == 0:
+        return None
+    return batch.column(UNIT)[0].as_py(), batch.column(CHUNK)[0].as_py()
+
+
+def split_chunks(table: pa.Table) -> Iterator[pa.RecordBatch]:
+    """One record batch per (unit, chunk) present in a table (engines may merge blocks)."""
+    if table.num_rows == 0:
+        return
+    batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
+    keys = np.asarray(batch.column(UNIT)).astype(np.int64) << 32 | np.asarray(batch.column(CHUNK)).astype(np.int64)
+    for key in np.unique(keys):
+        yield batch.filter(pa.array(keys == key))
+
+
+def run_stage_on_chunk(plan: Plan, segment: Segment, stage: MapStage, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Apply one stage to one tagged chunk and store its partial statistics."""
+    where = chunk_of(batch)
+    if where is None:
+        return batch
+    kept, stats = run_map_stage(stage, batch)
+    plan.run.write_stats_part(segment.index, where[0], where[1], stats)
+    return kept
+
+
+def write_chunk(plan: Plan, segment: Segment, unit: int, chunk: int, batch: pa.RecordBatch) -> int:
+    """Write a chunk's kept documents (untagged) as one Parquet part; returns the row count."""
+    if batch.num_rows:
+        atomic_write_parquet(plan.run.part_path(plan.output_dir(segment), unit, chunk), batch.drop_columns([UNIT, CHUNK]))
+    return batch.num_rows
+
+
+def empty_resolution(stage: GlobalStage) -> pa.Table:
+    fields = [pa.field("id", pa.string()), pa.field("reason", pa.string())]
+    fields += [pa.field(name, dtype) for name, dtype in stage.columns.items()]
+    return pa.schema(fields).empty_table()
+
+
+def merge_stats(plan: Plan) -> list[StageStats]:
+    """Merge every stage's partial statistics into RUN/stats/<stage>.json, in pipeline order."""
+    from refinery.pipeline.rundir import atomic_write_text
+
+    merged = []
+    kinds = {READ: READ, **{s.name: s.kind for s in plan.stages}}
+    for name in plan.stage_names:
+        stats = merge_all(plan.run.read_stats_parts(name), name, kinds[name])
+        atomic_write_text(plan.run.stats / f"{name}.json", stats.to_json())
+        merged.append(stats)
+    return merged

@@ -1,0 +1,129 @@
+"""The Ray runner: Ray Data `map_batches` over pyarrow blocks, model stages in actor pools.
+
+Units are processed in waves; when a wave's dataset has been fully consumed, its units are
+marked done, so a killed run redoes at most one wave. Each block keeps its unit/chunk tags,
+so parts and partial statistics get the same names as on the local runner.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import pyarrow as pa
+
+from refinery.pipeline.plan import CHUNK, UNIT, Plan, Segment, empty_resolution, run_stage_on_chunk, split_chunks, write_chunk
+from refinery.pipeline.progress import Progress
+from refinery.pipeline.stage import GlobalStage, MapStage
+
+log = logging.getLogger("refinery")
+
+
+def _concat(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+
+def _read_units(table: pa.Table, plan: Plan, segment: Segment):
+    """Reads the units of a block of (unit, path) rows, one output block per chunk."""
+    for unit, path in zip(table.column("unit").to_pylist(), table.column("path").to_pylist()):
+        for chunk, batch, stats in plan.read_unit(segment, unit, path):
+            if stats is not None:
+                plan.run.write_stats_part(segment.index, unit, chunk, stats)
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
+
+
+class StageBatches:
+    """One map stage over blocks; as an actor-pool class its `setup` runs once per actor."""
+
+    def __init__(self, plan: Plan, segment: Segment, stage: MapStage):
+        self.plan, self.segment, self.stage = plan, segment, stage
+        stage.setup()
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        kept = [run_stage_on_chunk(self.plan, self.segment, self.stage, b) for b in split_chunks(table)]
+        kept = [b for b in kept if b.num_rows]
+        return _concat(kept, kept[0].schema) if kept else table.slice(0, 0)
+
+
+def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
+    """Writes each chunk of a block as its Parquet part; returns one (unit, chunk, docs) row per part."""
+    rows = {"unit": [], "chunk": [], "docs": []}
+    for batch in split_chunks(table):
+        unit, chunk = batch.column(UNIT)[0].as_py(), batch.column(CHUNK)[0].as_py()
+        rows["unit"].append(unit)
+        rows["chunk"].append(chunk)
+        rows["docs"].append(write_chunk(plan, segment, unit, chunk, batch))
+    return pa.table(rows, schema=pa.schema([("unit", pa.int64()), ("chunk", pa.int64()), ("docs", pa.int64())]))
+
+
+class RayEngine:
+    def __init__(self, plan: Plan, address: str | None = None, wave_units: int | None = None):
+        import ray
+
+        self.plan = plan
+        self.started_here = False
+        if not ray.is_initialized():
+            kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                workers = plan.job.config.workers or os.cpu_count()
+                ray.init(num_cpus=workers, include_dashboard=False, **kwargs)
+                self.started_here = True
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.verbose_stats_logs = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.actors = plan.job.config.ray.actors or self.parallelism
+        self.wave_units = wave_units or max(8, 4 * self.parallelism)
+
+    def _dataset(self, segment: Segment, units: list[tuple[int, str]]):
+        import ray.data
+
+        items = [{"unit": u, "path": p} for u, p in units]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(_read_units, fn_args=(self.plan, segment), batch_size=1, batch_format="pyarrow")
+        for stage in self.plan.map_stages(segment):
+            if stage.uses_model:
+                ds = ds.map_batches(StageBatches, fn_constructor_args=(self.plan, segment, stage), batch_size=None,
+                                    batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=self.actors))
+            else:
+                ds = ds.map_batches(_stage_task, fn_args=(self.plan, segment, stage), batch_size=None, batch_format="pyarrow")
+        return ds.map_batches(_write_parts, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
+
+    def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
+        progress = Progress(len(pending), f"segment {segment.index}")
+        for start in range(0, len(pending), self.wave_units):
+            wave = pending[start : start + self.wave_units]
+            docs = self._dataset(segment, wave).sum("docs") or 0
+            for unit, path in wave:
+                self.plan.run.mark_done(segment.index, unit, path)
+            progress.update(docs, 0, units=len(wave))
+        progress.close()
+
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
+        import ray.data
+
+        if not parts:
+            return empty_resolution(stage)
+        signatures = ray.data.read_parquet(parts).map_batches(
+            _signature_task, fn_args=(stage,), batch_size=None, batch_format="pyarrow")
+        tables = [t for t in ray.get(stage.resolve_ray(signatures).to_arrow_refs()) if t.num_rows]
+        return pa.concat_tables(tables).combine_chunks() if tables else empty_resolution(stage)
+
+    def close(self) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+
+
+def _stage_task(table: pa.Table, plan: Plan, segment: Segment, stage: MapStage) -> pa.Table:
+    return StageBatches(plan, segment, stage)(table)
+
+
+def _signature_task(table: pa.Table, stage: GlobalStage) -> pa.Table:
+    return pa.Table.from_batches([stage.signatures(b) for b in table.combine_chunks().to_batches()])
