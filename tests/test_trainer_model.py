@@ -1,0 +1,111 @@
+"""InternLM2 model: published shapes, packed-document attention, HF folders and the LLaMA export."""
+import importlib
+import json
+import sys
+
+import pytest
+import torch
+
+from refinery.trainer.config import preset
+from refinery.trainer.hf import export_llama, load_hf, save_hf, split_wqkv
+from refinery.trainer.model import InternLM2ForCausalLM
+
+
+def llama_for_causal_lm():
+    """transformers pulls in torchvision when one is installed; a torchvision wheel built for another
+    torch (a CUDA build beside a CPU torch) fails to load, and the LLaMA model needs none of it."""
+    try:
+        importlib.import_module("torchvision")
+    except (ImportError, RuntimeError):
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None
+        if "transformers.utils.import_utils" in sys.modules:
+            sys.modules["transformers.utils.import_utils"]._torchvision_available = False
+    transformers = pytest.importorskip("transformers")
+    return transformers.LlamaForCausalLM
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return InternLM2ForCausalLM(preset("tiny", vocab_size=211, **kw)).eval()
+
+
+@pytest.mark.parametrize("name,billions", [("1.8B", 1.89), ("7B", 7.74), ("20B", 19.86)])
+def test_published_sizes(name, billions):
+    assert round(preset(name).num_params() / 1e9, 2) == billions
+
+
+def test_official_parameter_names():
+    names = {n for n, _ in tiny().named_parameters()}
+    for expect in ("model.tok_embeddings.weight", "model.layers.0.attention.wqkv.weight",
+                   "model.layers.0.attention.wo.weight", "model.layers.1.feed_forward.w1.weight",
+                   "model.layers.1.feed_forward.w2.weight", "model.layers.1.feed_forward.w3.weight",
+                   "model.layers.0.attention_norm.weight", "model.layers.0.ffn_norm.weight",
+                   "model.norm.weight", "output.weight"):
+        assert expect in names
+    # 4 query heads in 2 groups, each group: 2 query heads + 1 key + 1 value, head_dim 16.
+    assert tiny().model.layers[0].attention.wqkv.weight.shape == ((4 + 2 * 2) * 16, 64)
+
+
+def test_wqkv_grouped_layout():
+    cfg = preset("tiny", vocab_size=10)
+    rows = torch.arange((4 + 2 * 2) * 16).float()[:, None]
+    q, k, v = split_wqkv(rows, cfg)
+    # group 0 = rows 0..63: q heads 0,1 (rows 0..31), key (32..47), value (48..63); group 1 follows.
+    assert q[:32, 0].tolist() == list(range(32)) and q[32:, 0].tolist() == list(range(64, 96))
+    assert k[:, 0].tolist() == list(range(32, 48)) + list(range(96, 112))
+    assert v[:, 0].tolist() == list(range(48, 64)) + list(range(112, 128))
+
+
+def test_packed_documents_do_not_see_each_other():
+    model = tiny()
+    a, b = torch.randint(0, 211, (1, 7)), torch.randint(0, 211, (1, 9))
+    packed = torch.cat([a, b], dim=1)
+    doc_ids = torch.tensor([[0] * 7 + [1] * 9])
+    with torch.no_grad():
+        out = model(packed, doc_ids)
+        torch.testing.assert_close(out[:, :7], model(a), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out[:, 7:], model(b), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(model(packed)[:, 7:], model(b), atol=1e-3)
+
+
+def test_hf_folder_roundtrip(tmp_path):
+    model = tiny()
+    save_hf(model, tmp_path / "hf")
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["model_type"] == "internlm2" and cfg["architectures"] == ["InternLM2ForCausalLM"]
+    assert cfg["num_key_value_heads"] == 2 and cfg["rope_theta"] == 1e6
+    back = load_hf(tmp_path / "hf")
+    ids = torch.randint(0, 211, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(model(ids), back(ids))
+
+
+@pytest.mark.parametrize("bias,seq_len", [(False, 24), (True, 24), (False, 40)])
+def test_llama_export_matches_transformers(tmp_path, bias, seq_len):
+    """Our logits equal LlamaForCausalLM's on the converted weights (seq 40 > 32 positions: dynamic NTK)."""
+    llama_cls = llama_for_causal_lm()
+    model = tiny(bias=bias, max_position_embeddings=32)
+    if bias:
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.attention.wqkv.bias.normal_(std=0.5)
+                layer.attention.wo.bias.normal_(std=0.5)
+    export_llama(model, tmp_path / "llama")
+    llama = llama_cls.from_pretrained(tmp_path / "llama", torch_dtype=torch.float32,
+                                                          attn_implementation="eager").eval()
+    ids = torch.randint(0, 211, (2, seq_len))
+    with torch.no_grad():
+        ours = model(ids)
+        theirs = llama(ids).logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_export_from_folder_equals_export_from_model(tmp_path):
+    from safetensors.torch import load_file
+    model = tiny()
+    export_llama(model, tmp_path / "a")
+    export_llama(save_hf(model, tmp_path / "hf"), tmp_path / "b")
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,169 @@
+"""InternLM2 in plain PyTorch, with the official parameter names so public checkpoints load as-is.
+
+`attention.wqkv` is one fused projection laid out per key/value group: the group's query heads,
+then its key head, then its value head. RMSNorm, rotate-half RoPE with `rope_theta` and dynamic
+NTK scaling past `max_position_embeddings`, SwiGLU feed-forward `w2(silu(w1 x) * w3 x)`, causal
+SDPA attention; packed documents are kept apart when the batch carries per-token document ids.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from refinery.trainer.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rope_base(cfg: ModelConfig, seq_len: int) -> float:
+    """The RoPE base for a forward pass over `seq_len` positions (dynamic NTK past the trained length)."""
+    base = cfg.rope_theta
+    limit = cfg.max_position_embeddings
+    if cfg.rope_scaling is not None and seq_len > limit:
+        factor = cfg.rope_scaling.factor
+        dim = cfg.head_dim
+        base = base * ((factor * seq_len / limit) - (factor - 1)) ** (dim / (dim - 2))
+    return base
+
+
+def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: int, dtype: torch.dtype):
+    """cos/sin of shape (B, T, head_dim) for integer positions (B, T), computed in float32."""
+    dim = cfg.head_dim
+    base = rope_base(cfg, seq_len)
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64, device=positions.device).float() / dim))
+    freqs = positions.float()[..., None] * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, D); cos/sin: (B, T, D)
+    cos, sin = cos[:, None], sin[:, None]
+    return x * cos + rotate_half(x) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.head_dim
+        self.wqkv = nn.Linear(cfg.hidden_size, (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * d,
+                              bias=cfg.bias)
+        self.wo = nn.Linear(cfg.num_attention_heads * d, cfg.hidden_size, bias=cfg.bias)
+
+    def forward(self, x, cos, sin, mask):
+        b, t, _ = x.shape
+        cfg = self.cfg
+        g, d = cfg.kv_groups, cfg.head_dim
+        qkv = self.wqkv(x).view(b, t, cfg.num_key_value_heads, g + 2, d)
+        q = qkv[..., :g, :].reshape(b, t, cfg.num_attention_heads, d).transpose(1, 2)
+        k = qkv[..., g, :].transpose(1, 2)
+        v = qkv[..., g + 1, :].transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=g > 1)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=g > 1)
+        return self.wo(out.transpose(1, 2).reshape(b, t, cfg.num_attention_heads * d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.w3 = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.w2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.feed_forward = FeedForward(cfg)
+        self.attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.ffn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.attention(self.attention_norm(x), cos, sin, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class InternLM2Model(nn.Module):
+    """The decoder stack; parameter names match `model.*` in the published checkpoints."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, input_ids, doc_ids=None):
+        b, t = input_ids.shape
+        x = self.tok_embeddings(input_ids)
+        positions, mask = positions_and_mask(b, t, doc_ids, input_ids.device)
+        seq_len = t if doc_ids is None else int(positions.max()) + 1
+        cos, sin = rope_cos_sin(self.cfg, positions, seq_len, x.dtype)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return self.norm(x)
+
+
+def positions_and_mask(b: int, t: int, doc_ids, device):
+    """Positions restart at each packed document; attention never crosses a document boundary."""
+    if doc_ids is None:
+        return torch.arange(t, device=device).expand(b, t), None
+    start = torch.ones_like(doc_ids, dtype=torch.bool)
+    start[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    idx = torch.arange(t, device=device).expand(b, t)
+    first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), dim=1).values
+    positions = idx - first
+    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
+    causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
+    return positions, (same_doc & causal)[:, None]
+
+
+class InternLM2ForCausalLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = InternLM2Model(cfg)
+        self.output = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+
+    def _init(self, module):
+        std = self.cfg.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+
+    def forward(self, input_ids: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.output(self.model(input_ids, doc_ids))
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean next-token cross-entropy in float32; `labels` are already shifted to align with `logits`."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=ignore_index)
