@@ -78,11 +78,14 @@ class Plan:
     def output_dir(self, segment: Segment) -> Path:
         return self.run.segment_output(segment.index, segment.last)
 
+    def parts(self, segment: Segment) -> list[str]:
+        """The Parquet parts a segment has written."""
+        return sorted(glob.glob(str(self.output_dir(segment) / "part-*.parquet")))
+
     def units(self, segment: Segment) -> list[str]:
         if segment.index == 0:
             return list(self.job.files)
-        previous = self.segments[segment.index - 1]
-        return sorted(glob.glob(str(self.output_dir(previous) / "part-*.parquet")))
+        return self.parts(self.segments[segment.index - 1])
 
     def map_stages(self, segment: Segment) -> list[MapStage]:
         """The segment's stages as map stages, the opener's filter phase first."""

@@ -84,28 +84,35 @@ def _core_row(rows: dict[str, list], doc_id, text, url, source) -> None:
 
 
 def _jsonl_blocks(stream: IO[bytes], block_bytes: int, stats: StageStats) -> Iterator[bytes]:
-    """Complete-line blocks of about `block_bytes`; a damaged stream ends with an error count."""
-    tail = b""
+    """Complete-line blocks of about `block_bytes`; a damaged stream ends with an error count.
+
+    Reads in small pieces so that a stream damaged near its end still yields what preceded it."""
+    read = getattr(stream, "read1", stream.read)
+    pieces: list[bytes] = []
+    size = 0
     while True:
         try:
-            chunk = stream.read(block_bytes)
+            piece = read(1 << 16)
         except STREAM_ERRORS as err:
             _error(stats, "truncated_stream" if isinstance(err, EOFError) else "corrupt_stream")
-            chunk = b""
-            if tail:
-                yield tail + b"\n"
+            piece = b""
+        if piece:
+            pieces.append(piece)
+            size += len(piece)
+            if size < block_bytes:
+                continue
+        data = b"".join(pieces)
+        if not piece:
+            if data:
+                yield data if data.endswith(b"\n") else data + b"\n"
             return
-        if not chunk:
-            if tail:
-                yield tail + b"\n"
-            return
-        data = tail + chunk
         cut = data.rfind(b"\n")
         if cut < 0:
-            tail = data
+            pieces, size = [data], len(data)
             continue
         yield data[: cut + 1]
-        tail = data[cut + 1 :]
+        pieces = [data[cut + 1 :]]
+        size = len(pieces[0])
 
 
 def _jsonl_fast(block: bytes, cfg: InputConfig) -> pa.Table | None:
@@ -267,6 +274,13 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
                     continue
                 headers = record.http_headers
                 content_type = headers.get("Content-Type") if headers is not None else None
+                try:
+                    if headers is not None and "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+                        body = _dechunk(body)
+                    body = _decode_content(body, headers.get("Content-Encoding") if headers is not None else None)
+                except (OSError, EOFError, zlib.error, ValueError) as err:
+                    _error(stats, "http_decode_error" if not isinstance(err, ValueError) else str(err))
+                    continue
                 _raw_row(rows, record.record_id or f"{_file_key(path)}:{record.stream_pos}",
                          record.headers.get("WARC-Target-URI"), path, body, content_type)
                 stats.docs_in += 1
@@ -283,6 +297,39 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
         _error(stats, "empty_file")
     if stats.docs_in:
         yield _finish(rows, RAW_SCHEMA), stats
+
+
+def _dechunk(body: bytes) -> bytes:
+    """Undo HTTP chunked transfer encoding; bodies stored already de-chunked pass through."""
+    out, pos = [], 0
+    while pos < len(body):
+        end = body.find(b"\r\n", pos)
+        if end < 0:
+            return body if not out else b"".join(out)
+        try:
+            size = int(body[pos:end].split(b";")[0].strip() or b"x", 16)
+        except ValueError:
+            return body if not out else b"".join(out)
+        if size == 0:
+            break
+        out.append(body[end + 2 : end + 2 + size])
+        pos = end + 2 + size + 2
+    return b"".join(out)
+
+
+def _decode_content(body: bytes, encoding: str | None) -> bytes:
+    """Undo HTTP Content-Encoding (gzip, deflate) of a stored response body."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("identity", "none", ""):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        try:
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    raise ValueError("unsupported_content_encoding")
 
 
 def _raw_rows() -> dict[str, list]:

@@ -54,7 +54,7 @@ def run(job: Job, out: str | Path, runner: str | None = None, **options) -> list
         for segment in plan.segments:
             if segment.opener is not None and not plan.run.resolution(segment.opener.name).exists():
                 previous = plan.segments[segment.index - 1]
-                resolution = engine.resolve(segment.opener, plan.units(previous))
+                resolution = engine.resolve(segment.opener, plan.parts(previous))
                 extra = getattr(segment.opener, "resolution_stats", None)
                 if extra is not None:
                     stats = StageStats(stage=segment.opener.name, kind=segment.opener.kind)
