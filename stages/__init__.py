@@ -4,9 +4,15 @@ from __future__ import annotations
 import importlib
 
 STAGES: dict[str, str] = {
+    "classify": "refinery.stages.classify:Classify",
+    "longctx": "refinery.stages.longctx:LongContext",
     "normalize": "refinery.stages.normalize:Normalize",
+    "extract": "refinery.stages.extract:Extract",
+    "langid": "refinery.stages.langid:LangId",
+    "rules": "refinery.stages.rules:Rules",
     "length": "refinery.stages.length:LengthFilter",
     "dedup": "refinery.stages.dedup:Dedup",
+    "tokenize": "refinery.stages.tokenize_stage:Tokenize",
 }
 
 

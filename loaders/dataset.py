@@ -1,0 +1,298 @@
+"""`TokenDataset`: a resumable torch IterableDataset of packed windows over token shards.
+
+Global order. For epoch `e` the documents form one token stream that depends only on the
+shards, `seed`, `e` and `shuffle`: shards are permuted, taken in groups of `shuffle_shards`,
+the blocks of a group permuted, and the documents of a block permuted; EOS follows every
+document (unless the shards already end documents with it). Window `g` is the `seq_len + 1`
+tokens starting at token `g * seq_len` (consecutive windows overlap by one token, so every
+token is a target exactly once). An epoch has `(stream_tokens - 1) // seq_len` windows.
+
+Split. Rank `r` of `world_size` takes windows `start + r + world_size * q`, q = 0, 1, ... —
+the same count on every rank (the tail that does not divide is dropped). Inside a rank, the
+rank's items go to DataLoader workers in chunks of `chunk` consecutive items, round-robin;
+with `chunk` equal to the batch size, a DataLoader hands out the rank's items in exactly this
+order, whatever the number of workers.
+
+Resumption is arithmetic, never replay: the state is `(epoch, consumed)` where `consumed` is
+the number of the epoch's windows consumed by all ranks together. A fresh dataset loading it
+starts at window `consumed`, with any number of ranks or workers; the manifest's per-block
+token counts place that window without reading any shard before it.
+
+Items (what the trainer consumes): a dict of
+  - `input_ids`: int64 tensor `[seq_len]` — window tokens 0..seq_len-1;
+  - `labels`: int64 tensor `[seq_len]` — window tokens 1..seq_len;
+  - `index`: int — the window's global index in its epoch;
+and, with `document_masking=True` (InternEvo-style packing for variable-length attention):
+  - `labels` is -100 wherever the target is the first token of the next document;
+  - `position_ids`: int64 `[seq_len]`, restarting at 0 at each document start;
+  - `cu_seqlens`: int32 `[n_segments + 1]`, segment boundaries inside the window.
+`collate_windows` stacks items into a batch and flattens `cu_seqlens` across it (flash-attn
+varlen layout over the `[batch * seq_len]` tokens) with `max_seqlen`.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from refinery.loaders.source import ShardSource
+
+STATE_VERSION = 1
+IGNORE_INDEX = -100
+
+
+@dataclass
+class _Epoch:
+    """One epoch's block order and the stream offset where each block starts."""
+
+    order: np.ndarray  # block ids in stream order
+    starts: np.ndarray  # starts[i] = first stream token of order[i]; starts[-1] = stream length
+    windows: int
+
+
+class TokenDataset(IterableDataset):
+    """Packed `seq_len + 1` windows over a shard folder or URI; see the module docstring."""
+
+    def __init__(
+        self,
+        path_or_uri: str | os.PathLike,
+        seq_len: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        document_masking: bool = False,
+        shuffle_shards: int = 8,
+        chunk: int = 1,
+        filesystem=None,
+        cache_dir: str | os.PathLike | None = None,
+        verify: bool = True,
+        block_cache: int = 4,
+    ):
+        if seq_len < 1:
+            raise ValueError("seq_len must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        if shuffle_shards < 1 or chunk < 1:
+            raise ValueError("shuffle_shards and chunk must be >= 1")
+        self.source = ShardSource(path_or_uri, filesystem=filesystem, cache_dir=cache_dir, verify=verify)
+        self.seq_len = seq_len
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.document_masking = document_masking
+        self.shuffle_shards = shuffle_shards
+        self.chunk = chunk
+        self.block_cache = block_cache
+        manifest = self.source.manifest
+        self.manifest_sha256 = self.source.manifest_sha256
+        tok = manifest["tokenizer"]
+        self.eos_id = int(tok["eos_id"])
+        # Shards written with add_eos already end every document with EOS.
+        self.append_eos = not tok.get("add_eos", False)
+        if self.append_eos and self.eos_id < 0:
+            raise ValueError("the shards' tokenizer has no EOS id to separate documents")
+        shard_ix, batch_ix, docs, tokens = [], [], [], []
+        for s, entry in enumerate(manifest["shards"]):
+            for b, (n_docs, n_tokens) in enumerate(entry["blocks"]):
+                shard_ix.append(s)
+                batch_ix.append(b)
+                docs.append(n_docs)
+                tokens.append(n_tokens)
+        self._block_shard = np.asarray(shard_ix, dtype=np.int64)
+        self._block_batch = np.asarray(batch_ix, dtype=np.int64)
+        self._block_len = np.asarray(tokens, dtype=np.int64) + (np.asarray(docs, dtype=np.int64) if self.append_eos else 0)
+        self._epoch = 0
+        self._start = 0  # global window where the current pass began
+        self._count = 0  # items this rank took since `_start`
+        self._epochs: dict[int, _Epoch] = {}
+        self._blocks: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_blocks"] = OrderedDict()
+        return state
+
+    # ---- global order -------------------------------------------------------------------
+
+    def _rng(self, *keys: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, *keys])
+
+    def epoch_layout(self, epoch: int) -> _Epoch:
+        layout = self._epochs.get(epoch)
+        if layout is None:
+            n_shards = len(self.source.manifest["shards"])
+            if self.shuffle:
+                rng = self._rng(epoch)
+                shards = rng.permutation(n_shards)
+                by_shard = [np.flatnonzero(self._block_shard == s) for s in range(n_shards)]
+                order = []
+                for g in range(0, n_shards, self.shuffle_shards):
+                    group = np.concatenate([by_shard[s] for s in shards[g : g + self.shuffle_shards]])
+                    order.append(rng.permutation(group))
+                order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+            else:
+                order = np.arange(len(self._block_len))
+            starts = np.zeros(len(order) + 1, dtype=np.int64)
+            np.cumsum(self._block_len[order], out=starts[1:])
+            windows = max(0, int(starts[-1]) - 1) // self.seq_len
+            layout = self._epochs[epoch] = _Epoch(order, starts, windows)
+        return layout
+
+    def windows_per_epoch(self, epoch: int | None = None) -> int:
+        return self.epoch_layout(self._epoch if epoch is None else epoch).windows
+
+    def _block(self, epoch: int, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of the block at `position` of the epoch's order, as they appear in the
+        stream (documents permuted, EOS appended), and where each document starts."""
+        layout = self.epoch_layout(epoch)
+        block = int(layout.order[position])
+        key = (epoch, position)
+        hit = self._blocks.get(key)
+        if hit is not None:
+            self._blocks.move_to_end(key)
+            return hit
+        batch = self.source.reader(int(self._block_shard[block])).get_batch(int(self._block_batch[block]))
+        ids = batch.column(0)
+        offsets = ids.offsets.to_numpy()
+        values = ids.values.to_numpy()
+        offsets = offsets - offsets[0]
+        lengths = np.diff(offsets)
+        n_docs = len(lengths)
+        perm = self._rng(epoch, block).permutation(n_docs) if self.shuffle else np.arange(n_docs)
+        extra = 1 if self.append_eos else 0
+        seg = lengths[perm] + extra
+        starts = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(seg, out=starts[1:])
+        if not self.shuffle and not extra:
+            tokens = values
+        else:
+            source = np.arange(starts[-1], dtype=np.int64) + np.repeat(offsets[:-1][perm] - starts[:-1], seg)
+            tokens = values[np.minimum(source, len(values) - 1)] if len(values) else np.zeros(starts[-1], np.int32)
+            if extra:
+                tokens[starts[1:] - 1] = self.eos_id
+        hit = (tokens, starts[:-1])
+        self._blocks[key] = hit
+        if len(self._blocks) > self.block_cache:
+            self._blocks.popitem(last=False)
+        return hit
+
+    def window(self, epoch: int, index: int) -> dict:
+        """Item `index` of the epoch's global window order (any rank's)."""
+        layout = self.epoch_layout(epoch)
+        if not 0 <= index < layout.windows:
+            raise IndexError(f"window {index} outside epoch of {layout.windows}")
+        lo = index * self.seq_len
+        hi = lo + self.seq_len + 1
+        pos = int(np.searchsorted(layout.starts, lo, side="right")) - 1
+        pieces, doc_starts = [], []
+        at = lo
+        while at < hi:
+            tokens, starts = self._block(epoch, pos)
+            base = int(layout.starts[pos])
+            a, b = at - base, min(hi, base + len(tokens)) - base
+            pieces.append(tokens[a:b])
+            if self.document_masking:
+                first, last = np.searchsorted(starts, [a, b])
+                doc_starts.append(starts[first:last] - a + (at - lo))
+            at = base + b
+            pos += 1
+        window = torch.from_numpy(np.concatenate(pieces).astype(np.int64) if len(pieces) > 1 else pieces[0].astype(np.int64))
+        item = {"input_ids": window[:-1], "labels": window[1:].clone(), "index": index}
+        if self.document_masking:
+            _mask_documents(item, np.concatenate(doc_starts), self.seq_len)
+        return item
+
+    # ---- iteration and state ------------------------------------------------------------
+
+    def _normalize(self) -> None:
+        """Fold the items taken into the start position; roll over a finished epoch."""
+        self._start += self._count * self.world_size
+        self._count = 0
+        remaining = (self.windows_per_epoch() - self._start) // self.world_size
+        if remaining <= 0 and self._start > 0:
+            self._finish_epoch(self._epoch)
+
+    def _finish_epoch(self, epoch: int) -> None:
+        if self._epoch == epoch:
+            self._epoch, self._start, self._count = epoch + 1, 0, 0
+
+    def _remaining(self) -> int:
+        return max(0, (self.windows_per_epoch() - self._start) // self.world_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        self._normalize()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        epoch, start, total = self._epoch, self._start, self._remaining()
+        for q in range(total):
+            if (q // self.chunk) % workers != worker:
+                continue
+            item = self.window(epoch, start + self.rank + self.world_size * q)
+            if info is None:
+                self._count = q + 1
+            yield item
+        if info is None:
+            self._finish_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "epoch": self._epoch,
+            "consumed": self._start + self._count * self.world_size,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "shuffle": self.shuffle,
+            "shuffle_shards": self.shuffle_shards,
+            "manifest_sha256": self.manifest_sha256,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where `state` stopped; ranks and workers may differ from the saving run."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported loader state version {state.get('version')!r}")
+        for key in ("seed", "seq_len", "shuffle", "shuffle_shards", "manifest_sha256"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"loader state has {key}={state[key]!r}, this dataset {getattr(self, key)!r}")
+        self._epoch, self._start, self._count = int(state["epoch"]), int(state["consumed"]), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch `epoch` from its beginning."""
+        self._epoch, self._start, self._count = epoch, 0, 0
+
+
+def _mask_documents(item: dict, doc_starts: np.ndarray, seq_len: int) -> None:
+    """Labels, position ids and cu_seqlens for a window whose documents start at
+    `doc_starts` (offsets inside the `seq_len + 1` window)."""
+    inside = doc_starts[(doc_starts >= 1) & (doc_starts <= seq_len)]
+    labels = item["labels"]
+    labels[torch.from_numpy(inside - 1)] = IGNORE_INDEX
+    segments = np.unique(np.concatenate([[0], inside[inside < seq_len], [seq_len]]))
+    lengths = np.diff(segments)
+    positions = np.arange(seq_len) - np.repeat(segments[:-1], lengths)
+    item["position_ids"] = torch.from_numpy(positions.astype(np.int64))
+    item["cu_seqlens"] = torch.from_numpy(segments.astype(np.int32))
+
+
+def collate_windows(items: list[dict]) -> dict:
+    """Batch items: stack the fixed-size tensors; flatten `cu_seqlens` over the batch."""
+    batch = {
+        "input_ids": torch.stack([x["input_ids"] for x in items]),
+        "labels": torch.stack([x["labels"] for x in items]),
+        "index": torch.tensor([x["index"] for x in items], dtype=torch.int64),
+    }
+    if "position_ids" in items[0]:
+        batch["position_ids"] = torch.stack([x["position_ids"] for x in items])
+        seq_len = items[0]["input_ids"].shape[0]
+        parts = [items[0]["cu_seqlens"]] + [x["cu_seqlens"][1:] + i * seq_len for i, x in enumerate(items) if i]
+        cu = torch.cat(parts)
+        batch["cu_seqlens"] = cu
+        batch["max_seqlen"] = int((cu[1:] - cu[:-1]).max())
+    return batch

@@ -1,0 +1,58 @@
+"""`TokenLoader`: a torch DataLoader over a `TokenDataset` that knows how far training got.
+
+DataLoader workers hold copies of the dataset, so the dataset in the training process cannot
+see what they produced. The loader counts the items it has handed to the trainer instead:
+the dataset gives each worker chunks of `batch_size` consecutive items, round-robin, so the
+batches arrive in the rank's global order and "items delivered" is an exact position.
+`state_dict()` after any batch resumes, on any number of workers, at the next batch.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from torch.utils.data import DataLoader
+
+from refinery.loaders.dataset import TokenDataset, collate_windows
+
+
+class TokenLoader:
+    """Batches of `collate_windows` from a `TokenDataset`; each `iter()` runs to the end of
+    the current epoch and the next `iter()` starts the following one."""
+
+    def __init__(self, dataset: TokenDataset, batch_size: int, *, num_workers: int = 0,
+                 pin_memory: bool = False, prefetch_factor: int | None = None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        dataset.chunk = batch_size
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=collate_windows,
+            pin_memory=pin_memory,
+            prefetch_factor=prefetch_factor if num_workers else None,
+            persistent_workers=False,
+        )
+
+    def __iter__(self) -> Iterator[dict]:
+        ds = self.dataset
+        ds._normalize()
+        epoch = ds._epoch
+        delivered = 0
+        for batch in self.loader:
+            delivered += len(batch["input_ids"])
+            ds._count = delivered
+            yield batch
+        ds._finish_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Batches left in the current epoch on this rank."""
+        return -(-max(0, self.dataset._remaining() - self.dataset._count) // self.batch_size)
+
+    def state_dict(self) -> dict:
+        return self.dataset.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)

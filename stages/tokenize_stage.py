@@ -1,0 +1,92 @@
+"""The `tokenize` stage: SentencePiece ids for every document, then token shards for the run.
+
+`process` adds `input_ids` (list<int32>, with BOS/EOS as configured) and `n_tokens`, encoding
+the whole batch in SentencePiece's thread pool. `finalize` turns the run's kept documents into
+`RUN/shards/` (Arrow IPC shards + manifest.json), reading the Parquet parts in sorted order so
+every runner yields the same bytes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
+from refinery.pipeline.stats import HistogramSpec
+from refinery.tokenize.shards import shards_from_docs
+from refinery.tokenize.tokenizer import TOKEN_LIST, Tokenizer
+
+
+class TokenizeParams(StageParams):
+    # A SentencePiece .model: the shipped demo one, or e.g. an official InternLM2 tokenizer.model.
+    tokenizer: str
+    add_bos: bool = True
+    add_eos: bool = True
+    # Documents with fewer tokens than this (BOS/EOS not counted) are dropped as `too_few_tokens`.
+    min_tokens: int = Field(default=1, ge=0)
+    # Encoding threads per worker; 0 = every CPU the worker may use.
+    threads: int = Field(default=0, ge=0)
+    # Shard size target in bytes, and tokens per block (the loader's unit of shuffling).
+    shard_bytes: int = Field(default=64 << 20, gt=0)
+    block_tokens: int = Field(default=1 << 18, gt=0)
+
+
+def resolve_model(path: str, base: Path | None = None) -> Path:
+    """A model path as written in config: absolute, or relative to the config folder or cwd."""
+    candidates = [Path(path)] if os.path.isabs(path) else [Path(base or ".") / path, Path(path)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ValueError(f"tokenizer: no model file at {path!r} (looked in {', '.join(str(c) for c in candidates)})")
+
+
+class Tokenize(MapStage):
+    kind = "tokenize"
+    Params = TokenizeParams
+    columns = {"input_ids": TOKEN_LIST, "n_tokens": pa.int32()}
+    histograms = {"n_tokens": HistogramSpec(1, 1e7, 28, log=True)}
+    uses_model = True
+
+    @classmethod
+    def check_params(cls, params: TokenizeParams, base) -> None:
+        """Fail at config time when the model is missing; store its resolved path, so the
+        resolved job (and every worker) uses the same file whatever its working directory."""
+        params.tokenizer = str(resolve_model(params.tokenizer, base))
+
+    def setup(self) -> None:
+        p: TokenizeParams = self.params
+        self.tokenizer = Tokenizer(resolve_model(p.tokenizer), threads=p.threads)
+
+    def _loaded(self) -> Tokenizer:
+        if getattr(self, "tokenizer", None) is None:
+            self.setup()
+        return self.tokenizer
+
+    def process(self, batch: pa.RecordBatch) -> Verdict:
+        p: TokenizeParams = self.params
+        tok = self._loaded()
+        text = batch.column("text")
+        ids = tok.encode_arrow(text, add_bos=p.add_bos, add_eos=p.add_eos)
+        n_tokens = pc.list_value_length(ids).cast(pa.int32())
+        batch = set_column(set_column(batch, "input_ids", ids), "n_tokens", n_tokens)
+        errors = {}
+        if text.null_count:
+            errors["null_text"] = ~text.is_valid().to_numpy(zero_copy_only=False)
+        content = n_tokens.to_numpy(zero_copy_only=False) - int(p.add_bos) - int(p.add_eos)
+        failed = {"too_few_tokens": content < p.min_tokens} if p.min_tokens else {}
+        return Verdict(batch, failed, errors)
+
+    def finalize(self, run) -> None:
+        p: TokenizeParams = self.params
+        tok = self._loaded()
+        shards_from_docs(
+            run.docs,
+            run.shards,
+            tok.info(add_bos=p.add_bos, add_eos=p.add_eos),
+            shard_bytes=p.shard_bytes,
+            block_tokens=p.block_tokens,
+        )
