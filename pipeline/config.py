@@ -65,7 +65,7 @@ class StageSpec(Strict):
 
 class JobConfig(Strict):
     input: InputConfig
-    stages: list[dict[str, Any]] = Field(min_length=1)
+    stages: list[dict[str, Any]] = []
     runner: Literal["local", "ray", "spark"] = "ray"
     workers: int | None = Field(default=None, gt=0)
     ray: RayConfig = RayConfig()
@@ -172,7 +172,7 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
             except ValueError as err:
                 raise ConfigError(file, key, str(err)) from None
         specs.append(StageSpec(kind=kind, name=name, annotate_only=annotate_only, params=params))
-    if config.input.format in ("warc", "html") and specs[0].kind != "extract":
+    if config.input.format in ("warc", "html") and (not specs or specs[0].kind != "extract"):
         raise ConfigError(file, "stages[0]", f"{config.input.format} input needs `extract` as the first stage")
     files = expand_paths(config.input.paths, base or Path("."))
     if not files:

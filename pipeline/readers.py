@@ -116,21 +116,19 @@ def _jsonl_blocks(stream: IO[bytes], block_bytes: int, stats: StageStats) -> Ite
 
 
 def _jsonl_fast(block: bytes, cfg: InputConfig) -> pa.Table | None:
-    """Parse a whole block with Arrow's JSON reader; None when the block needs the careful path."""
-    fields = [pa.field(cfg.text_key, pa.large_string())]
+    """Parse a whole block with Arrow's JSON reader; None when the block needs the careful path
+    (a malformed line, invalid UTF-8, a missing text or an id/url that is not a string)."""
+    schema = pa.schema([(cfg.text_key, pa.large_string()), (cfg.id_key, pa.string()), (cfg.url_key, pa.string())])
     try:
         table = pajson.read_json(
             io.BytesIO(block),
             read_options=pajson.ReadOptions(block_size=max(len(block), 1 << 20), use_threads=False),
-            parse_options=pajson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"),
+            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     if table.num_rows != block.count(b"\n") or table.column(cfg.text_key).null_count:
         return None
-    for key in (cfg.id_key, cfg.url_key):
-        if key.encode() in block:
-            return None  # ids/urls present: the careful path keeps their exact values
     return table
 
 
@@ -141,13 +139,18 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
     saw_bytes = False
     with open_input(path) as stream:
         for block in _jsonl_blocks(stream, cfg.batch_bytes, stats):
-            saw_bytes = saw_bytes or bool(block.strip())
+            if not saw_bytes:
+                saw_bytes = bool(block.strip())
             table = _jsonl_fast(block, cfg)
             if table is not None:
                 n = table.num_rows
-                ids = pa.array([f"{key}:{i}" for i in range(line_no, line_no + n)], pa.string())
+                ids = table.column(cfg.id_key).combine_chunks()
+                if ids.null_count:
+                    made = pa.array([f"{key}:{i}" for i in range(line_no, line_no + n)], pa.string())
+                    ids = pc.if_else(ids.is_valid(), ids, made)
                 batch = pa.RecordBatch.from_arrays(
-                    [ids, table.column(cfg.text_key).combine_chunks(), pa.nulls(n, pa.string()), pa.array([path] * n, pa.string())],
+                    [ids, table.column(cfg.text_key).combine_chunks(), table.column(cfg.url_key).combine_chunks(),
+                     pa.repeat(pa.scalar(path, pa.string()), n)],
                     schema=CORE_SCHEMA,
                 )
                 line_no += n
