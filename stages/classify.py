@@ -1,0 +1,189 @@
+"""Quality and safety classification (InternLM2 §3.1.4): domain blocklist, word blocklist and
+fastText classifiers, each label's probability kept as a score column.
+
+Keep rules are thresholds on those columns (`min`/`max` per label), so `annotate_only` runs
+can be re-thresholded later without scoring again. Models and lists are file paths; the
+defaults are the small ones the project ships and rebuilds (`refinery classifiers build`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from refinery.classifiers.paths import resolve_path
+from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
+from refinery.pipeline.stats import HistogramSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassifierSpec(_Strict):
+    path: str
+    # Keep a document only if P(label) >= min[label] and P(label) <= max[label].
+    min: dict[str, float] = {}
+    max: dict[str, float] = {}
+    # fastText reads only the first characters: long documents cost no more than large ones.
+    max_chars: int = Field(default=20_000, gt=0)
+
+
+class DomainSpec(_Strict):
+    path: str = "blocklists/ut1"
+    categories: list[str] = []
+
+
+class WordSpec(_Strict):
+    path: str = "conf/rules/badwords"
+    languages: list[str] = ["en", "zh"]
+    # A document fails when its hits exceed max_count or its hit rate exceeds max_rate
+    # (hits per word; per character for zh/ja/th). C4 drops on any hit (max_count: 0); the
+    # default tolerates the incidental medical or historical word in a long document.
+    max_count: int | None = None
+    max_rate: float | None = Field(default=0.005, ge=0)
+    lang_column: str = "lang"
+    default_language: str = "en"
+
+
+def _default_classifiers() -> dict[str, ClassifierSpec]:
+    return {
+        "quality": ClassifierSpec(path="models/classifiers/quality.ftz", min={"hq": 0.5}),
+        "safety": ClassifierSpec(path="models/classifiers/safety.ftz", max={"spam": 0.9}),
+    }
+
+
+class ClassifyParams(StageParams):
+    classifiers: dict[str, ClassifierSpec] = Field(default_factory=_default_classifiers)
+    domains: DomainSpec | None = DomainSpec()
+    words: WordSpec | None = WordSpec()
+
+    @model_validator(mode="after")
+    def _thresholds(self):
+        for name, spec in self.classifiers.items():
+            for label, value in {**spec.min, **spec.max}.items():
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"classifiers.{name}: threshold for {label!r} must be in [0, 1]")
+        return self
+
+
+def _model_labels(path: Path) -> list[str]:
+    from refinery.classifiers.fasttext_model import FastTextClassifier
+
+    return FastTextClassifier(path).labels
+
+
+class Classify(MapStage):
+    kind = "classify"
+    Params = ClassifyParams
+    uses_model = True
+
+    def __init__(self, params: ClassifyParams, **kw):
+        super().__init__(params, **kw)
+        self.labels: dict[str, list[str]] = {}
+        columns: dict[str, pa.DataType] = {}
+        histograms: dict[str, HistogramSpec] = {}
+        if params.domains is not None:
+            columns["blocked_domain"] = pa.string()
+        if params.words is not None:
+            columns["badword_hits"] = pa.int32()
+            columns["badword_rate"] = pa.float32()
+            histograms["badword_rate"] = HistogramSpec(0.0, 0.05, 20)
+        for name, spec in params.classifiers.items():
+            self.labels[name] = _model_labels(resolve_path(spec.path))
+            for label in self.labels[name]:
+                columns[f"{name}_{label}"] = pa.float32()
+                histograms[f"{name}_{label}"] = HistogramSpec(0.0, 1.0, 20)
+        self.columns = columns
+        self.histograms = histograms
+        self._models = None
+        self._domains = None
+        self._words = None
+
+    @classmethod
+    def check_params(cls, params: ClassifyParams, base) -> None:
+        base = Path(base)
+        for name, spec in params.classifiers.items():
+            path = resolve_path(spec.path, base)
+            if not path.is_file():
+                raise ValueError(f"classifiers.{name}.path: no such file {path}")
+            labels = _model_labels(path)
+            for label in {**spec.min, **spec.max}:
+                if label not in labels:
+                    raise ValueError(f"classifiers.{name}: model {path.name} has no label {label!r} (labels: {', '.join(labels)})")
+            spec.path = str(path)
+        for key, spec in (("domains", params.domains), ("words", params.words)):
+            if spec is not None:
+                path = resolve_path(spec.path, base)
+                if not path.is_dir():
+                    raise ValueError(f"{key}.path: no such folder {path}")
+                spec.path = str(path)
+        if params.domains is not None:
+            from refinery.classifiers.blocklist import DomainBlocklist
+
+            DomainBlocklist(params.domains.path, params.domains.categories or None)
+        if params.words is not None:
+            from refinery.classifiers.blocklist import WordBlocklist
+
+            WordBlocklist(params.words.path, params.words.languages or None)
+
+    def setup(self) -> None:
+        from refinery.classifiers.blocklist import DomainBlocklist, WordBlocklist
+        from refinery.classifiers.fasttext_model import FastTextClassifier
+
+        p: ClassifyParams = self.params
+        self._models = {
+            name: FastTextClassifier(resolve_path(spec.path), max_chars=spec.max_chars) for name, spec in p.classifiers.items()
+        }
+        if p.domains is not None:
+            self._domains = DomainBlocklist(resolve_path(p.domains.path), p.domains.categories or None)
+        if p.words is not None:
+            self._words = WordBlocklist(resolve_path(p.words.path), p.words.languages or None)
+
+    def process(self, batch: pa.RecordBatch) -> Verdict:
+        if self._models is None:
+            self.setup()
+        p: ClassifyParams = self.params
+        n = batch.num_rows
+        texts = batch.column("text").to_pylist()
+        missing = np.array([t is None for t in texts], dtype=bool)
+        live = np.flatnonzero(~missing)
+        failed: dict[str, np.ndarray] = {}
+
+        if self._domains is not None:
+            urls = batch.column("url").to_pylist() if "url" in batch.schema.names else [None] * n
+            categories = [self._domains.category(u) for u in urls]
+            batch = set_column(batch, "blocked_domain", pa.array(categories, type=pa.string()))
+            failed["blocked_domain"] = np.array([c is not None for c in categories], dtype=bool)
+
+        if self._words is not None:
+            spec = p.words
+            langs = batch.column(spec.lang_column).to_pylist() if spec.lang_column in batch.schema.names else [None] * n
+            hits = np.zeros(n, dtype=np.int32)
+            rates = np.zeros(n, dtype=np.float32)
+            for i in live:
+                hits[i], rates[i] = self._words.hits(texts[i], langs[i] or spec.default_language)
+            batch = set_column(batch, "badword_hits", pa.array(hits, mask=missing))
+            batch = set_column(batch, "badword_rate", pa.array(rates, mask=missing))
+            too_many = np.zeros(n, dtype=bool)
+            if spec.max_count is not None:
+                too_many |= hits > spec.max_count
+            if spec.max_rate is not None:
+                too_many |= rates > spec.max_rate
+            failed["badwords"] = too_many & ~missing
+
+        live_texts = [texts[i] for i in live]
+        for name, model in self._models.items():
+            spec = p.classifiers[name]
+            probs = np.zeros((n, len(model.labels)), dtype=np.float32)
+            probs[live] = model.predict_proba(live_texts)
+            for j, label in enumerate(model.labels):
+                batch = set_column(batch, f"{name}_{label}", pa.array(probs[:, j], mask=missing))
+                if label in spec.min:
+                    failed[f"{name}_{label}<{spec.min[label]:g}"] = (probs[:, j] < spec.min[label]) & ~missing
+                if label in spec.max:
+                    failed[f"{name}_{label}>{spec.max[label]:g}"] = (probs[:, j] > spec.max[label]) & ~missing
+        errors = {"missing_text": missing} if missing.any() else {}
+        return Verdict(batch, failed, errors)
