@@ -62,9 +62,9 @@ def test_packed_documents_do_not_see_each_other():
     model = tiny()
     a, b = torch.randint(0, 211, (1, 7)), torch.randint(0, 211, (1, 9))
     packed = torch.cat([a, b], dim=1)
-    doc_ids = torch.tensor([[0] * 7 + [1] * 9])
+    position_ids = torch.tensor([list(range(7)) + list(range(9))])
     with torch.no_grad():
-        out = model(packed, doc_ids)
+        out = model(packed, position_ids)
         torch.testing.assert_close(out[:, :7], model(a), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(out[:, 7:], model(b), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(model(packed)[:, 7:], model(b), atol=1e-3)

@@ -131,6 +131,8 @@ class DataConfig(Strict):
     seq_len: int = Field(default=2048, gt=0)
     seed: int = 0
     shuffle: bool = True
+    # Positions restart and attention stops at document boundaries inside a packed window.
+    document_masking: bool = False
     # Held-out shard folder for periodic validation loss (optional).
     valid: str | None = None
     valid_every: int = Field(default=0, ge=0)

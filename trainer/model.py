@@ -3,7 +3,8 @@
 `attention.wqkv` is one fused projection laid out per key/value group: the group's query heads,
 then its key head, then its value head. RMSNorm, rotate-half RoPE with `rope_theta` and dynamic
 NTK scaling past `max_position_embeddings`, SwiGLU feed-forward `w2(silu(w1 x) * w3 x)`, causal
-SDPA attention; packed documents are kept apart when the batch carries per-token document ids.
+SDPA attention. Packed documents (the loader's `position_ids`, restarting at 0 at each document)
+get positions from 0 and attention that never crosses a document boundary.
 """
 from __future__ import annotations
 
@@ -118,29 +119,25 @@ class InternLM2Model(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, input_ids, doc_ids=None):
+    def forward(self, input_ids, position_ids=None):
         b, t = input_ids.shape
         x = self.tok_embeddings(input_ids)
-        positions, mask = positions_and_mask(b, t, doc_ids, input_ids.device)
-        seq_len = t if doc_ids is None else int(positions.max()) + 1
+        if position_ids is None:
+            positions, mask, seq_len = torch.arange(t, device=x.device).expand(b, t), None, t
+        else:
+            positions, mask, seq_len = position_ids, document_mask(position_ids), int(position_ids.max()) + 1
         cos, sin = rope_cos_sin(self.cfg, positions, seq_len, x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.norm(x)
 
 
-def positions_and_mask(b: int, t: int, doc_ids, device):
-    """Positions restart at each packed document; attention never crosses a document boundary."""
-    if doc_ids is None:
-        return torch.arange(t, device=device).expand(b, t), None
-    start = torch.ones_like(doc_ids, dtype=torch.bool)
-    start[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
-    idx = torch.arange(t, device=device).expand(b, t)
-    first = torch.cummax(torch.where(start, idx, torch.zeros_like(idx)), dim=1).values
-    positions = idx - first
-    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
-    causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
-    return positions, (same_doc & causal)[:, None]
+def document_mask(position_ids: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, 1, T, T) mask: causal, and only inside the document (a new one starts at position 0)."""
+    doc = torch.cumsum(position_ids == 0, dim=1)
+    t = position_ids.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=position_ids.device).tril()
+    return ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
 
 
 class InternLM2ForCausalLM(nn.Module):
@@ -160,8 +157,8 @@ class InternLM2ForCausalLM(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=std)
 
-    def forward(self, input_ids: torch.Tensor, doc_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.output(self.model(input_ids, doc_ids))
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.output(self.model(input_ids, position_ids))
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:

@@ -1,0 +1,191 @@
+"""The train loop on real shards: loss goes down, SIGKILL + `--resume auto` continues the exact
+loss sequence, DDP over two gloo ranks matches one process, checkpoints stay atomic and few."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import torch
+import yaml
+
+from refinery.tokenize.shards import write_shards
+from refinery.tokenize.tokenizer import Tokenizer
+from refinery.trainer.checkpoint import CheckpointManager
+from refinery.trainer.config import TrainConfig, load_train_config
+from refinery.trainer.hf import load_hf
+from refinery.trainer.loop import train
+
+REPO = Path(__file__).resolve().parents[1]
+TOKENIZER = REPO / "models" / "tokenizer" / "refinery-demo-8k.model"
+TEXTS = REPO / "tests" / "data" / "spine" / "inaugural-a.jsonl"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+STEPS, EVERY = 24, 4
+
+
+def make_shards(folder: Path) -> Path:
+    """Token shards of US inaugural addresses (public domain), several shards and blocks."""
+    tok = Tokenizer(TOKENIZER, threads=1)
+    rows = [json.loads(line) for line in TEXTS.read_text().splitlines()]
+    ids = tok.encode_arrow(pa.array([r["text"] for r in rows], pa.large_string()))
+    batch = pa.record_batch([ids, pa.array([r["id"] for r in rows])], names=["input_ids", "id"])
+    write_shards([batch], folder, tok.info(add_bos=False, add_eos=False), shard_bytes=64 << 10, block_tokens=4096)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return make_shards(tmp_path_factory.mktemp("trainer") / "shards")
+
+
+@pytest.fixture
+def one_thread():
+    """Subprocesses run with OMP_NUM_THREADS=1; in-process runs must reduce in the same order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(tmp: Path, **changes) -> Path:
+    raw = yaml.safe_load((REPO / "conf" / "train" / "tiny.yaml").read_text())
+    for key, value in changes.items():
+        section, _, field = key.rpartition(".")
+        (raw[section] if section else raw)[field] = value
+    path = tmp / "train.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def losses(out: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+
+
+def test_conf_train_presets_validate():
+    for path in sorted((REPO / "conf" / "train").glob("*.yaml")):
+        cfg = load_train_config(path)
+        assert cfg.model_config_for(8000).num_params() > 0
+
+
+_DRIVER = """
+import os, signal, sys, torch
+from refinery.trainer import checkpoint, cli, loop
+mode, k = sys.argv[1], int(sys.argv[2])
+if mode == "step":
+    write = loop._Writer.write
+    def killing_write(self, record):
+        write(self, record)
+        if record["step"] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+    loop._Writer.write = killing_write
+else:
+    save, seen = checkpoint.atomic_save, []
+    def killing_save(obj, path):
+        if path.name == "train_state.pt":
+            seen.append(path)
+            if len(seen) == k:
+                with open(path.with_name("." + path.name + ".x.tmp"), "wb") as fh:
+                    torch.save(obj, fh)
+                    fh.truncate(fh.tell() // 2)
+                os.kill(os.getpid(), signal.SIGKILL)
+        save(obj, path)
+    checkpoint.atomic_save = killing_save
+sys.exit(cli.main(sys.argv[3:]))
+"""
+
+
+def _killed_run(mode: str, k: int, conf: Path, shards: Path, out: Path, steps: int) -> None:
+    cmd = [sys.executable, "-c", _DRIVER, mode, str(k), "train", str(conf), "--data", str(shards),
+           "--out", str(out), "--max-steps", str(steps)]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def reference(shards, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    conf = tiny_config(tmp, **{"checkpoint.every": EVERY})
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(load_train_config(conf), str(shards), tmp / "run", max_steps=STEPS)
+    finally:
+        torch.set_num_threads(before)
+    return conf, losses(tmp / "run"), tmp / "run"
+
+
+def test_tiny_model_learns_checkpoints_and_exports(reference):
+    conf, seq, run = reference
+    assert [s for s, _ in seq] == list(range(1, STEPS + 1))
+    first, last = sum(v for _, v in seq[:4]) / 4, sum(v for _, v in seq[-4:]) / 4
+    assert first > 8.5 and last < first - 1.0, (first, last)
+    # keep=3 of the checkpoints at 4, 8, ..., 24; the pointer names the newest
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert ckpts == ["step_00000016", "step_00000020", "step_00000024"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000024"
+    state = torch.load(run / "checkpoints" / "step_00000024" / "rank-00000.pt", weights_only=True)
+    assert state["loader"]["consumed"] == STEPS * 8 and set(state["rng"]) >= {"torch", "python", "numpy"}
+    shared = torch.load(run / "checkpoints" / "step_00000024" / "train_state.pt", weights_only=True)
+    assert shared["step"] == STEPS and shared["scheduler"]["last_epoch"] == STEPS
+    model = load_hf(run / "hf")
+    assert model.cfg.vocab_size == 8000
+    assert torch.equal(model.state_dict()["output.weight"], shared["model"]["output.weight"])
+
+
+@pytest.mark.parametrize("seed", [7])
+def test_sigkill_at_random_step_then_resume_matches(shards, reference, tmp_path, one_thread, seed):
+    conf, expected, _ = reference
+    k = random.Random(seed).randrange(EVERY + 1, STEPS - 1)
+    _killed_run("step", k, conf, shards, tmp_path / "run", STEPS)
+    assert len(losses(tmp_path / "run")) == k
+    assert CheckpointManager(tmp_path / "run" / "checkpoints").latest_step() <= k
+    train(load_train_config(conf), str(shards), tmp_path / "run", max_steps=STEPS, resume=True)
+    assert losses(tmp_path / "run") == expected, f"killed at step {k}"
+
+
+def test_sigkill_during_checkpoint_write_then_resume_matches(shards, reference, tmp_path, one_thread):
+    conf, expected, _ = reference
+    _killed_run("checkpoint", 3, conf, shards, tmp_path / "run", STEPS)
+    ckpts = tmp_path / "run" / "checkpoints"
+    # the third checkpoint (step 12) is half written: its folder has no meta.json and a partial temp file
+    assert not (ckpts / "step_00000012" / "meta.json").exists()
+    assert any(p.name.endswith(".tmp") for p in (ckpts / "step_00000012").iterdir())
+    assert CheckpointManager(ckpts).latest_step() == 8
+    train(load_train_config(conf), str(shards), tmp_path / "run", max_steps=STEPS, resume=True)
+    assert losses(tmp_path / "run") == expected
+    assert not [p for p in ckpts.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
+    """Two ranks with 2 windows each take the same 4 windows per step as one rank with 4."""
+    steps = 4
+    single = tiny_config(tmp_path, micro_batch_size=4, grad_accum=1)
+    train(load_train_config(single), str(shards), tmp_path / "one", max_steps=steps)
+    (tmp_path / "ddp").mkdir()
+    double = tiny_config(tmp_path / "ddp", micro_batch_size=2, grad_accum=1)
+    cmd = [sys.executable, "-m", "refinery.trainer.cli", "train", str(double), "--data", str(shards),
+           "--out", str(tmp_path / "ddp" / "run"), "--max-steps", str(steps), "--nproc-per-node", "2"]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "ddp" / "run")
+    assert [s for s, _ in two] == list(range(1, steps + 1))
+    for (_, a), (_, b) in zip(one, two):
+        assert a == pytest.approx(b, rel=1e-5)
+    final = tmp_path / "ddp" / "run" / "checkpoints" / f"step_{steps:08d}"
+    assert {p.name for p in final.iterdir()} >= {"rank-00000.pt", "rank-00001.pt", "train_state.pt", "meta.json"}
+
+
+def test_config_errors_name_file_and_key(tmp_path):
+    from refinery.pipeline.config import ConfigError
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {preset: tiny}\noptim: {lr: -1}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: optim.lr"):
+        load_train_config(bad)
+    bad.write_text("model: {preset: 3B}\n")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_train_config(bad)
+    assert isinstance(load_train_config(REPO / "conf" / "train" / "tiny.yaml"), TrainConfig)

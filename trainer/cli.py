@@ -1,0 +1,75 @@
+"""`refinery train CONF --data SHARDS --out DIR [--max-steps N] [--resume auto] [--supervise --max-restarts N]`.
+
+`--nproc-per-node N` starts N ranks through torchrun (DDP; gloo on CPU, NCCL on GPU);
+`--supervise` runs the training as a child process and restarts it from the latest
+checkpoint after a failure it can recover from (see `refinery.trainer.supervisor`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from refinery.pipeline.config import ConfigError
+from refinery.trainer.config import load_train_config
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("train", help="train an InternLM2 model on token shards")
+    parser.add_argument("config", help="training YAML (conf/train/*.yaml)")
+    parser.add_argument("--data", required=True, help="token shard folder or URI (a manifest.json inside)")
+    parser.add_argument("--out", required=True, help="output folder: metrics.jsonl, checkpoints/, hf/, logs")
+    parser.add_argument("--max-steps", type=int, help="optimizer steps (default: the config's max_steps)")
+    parser.add_argument("--resume", choices=["auto"], help="auto: continue from the newest complete checkpoint")
+    parser.add_argument("--supervise", action="store_true", help="restart after recoverable failures")
+    parser.add_argument("--max-restarts", type=int, default=3, help="with --supervise (default 3)")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="ranks on this machine, via torchrun")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _child_command(args: argparse.Namespace, *, resume: bool) -> list[str]:
+    cmd = [args.config, "--data", args.data, "--out", args.out]
+    if args.max_steps:
+        cmd += ["--max-steps", str(args.max_steps)]
+    if resume:
+        cmd += ["--resume", "auto"]
+    if args.nproc_per_node > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc-per-node={args.nproc_per_node}", "-m", "refinery.trainer.cli", "train", *cmd]
+    return [sys.executable, "-m", "refinery.trainer.cli", "train", *cmd]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_train_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.max_steps is not None and args.max_steps <= 0:
+        print("error: --max-steps must be positive", file=sys.stderr)
+        return 2
+    if args.supervise:
+        from refinery.trainer.supervisor import Supervisor
+
+        os.makedirs(args.out, exist_ok=True)
+        first = _child_command(args, resume=args.resume == "auto")
+        return Supervisor(first, args.out, args.max_restarts, restart_command=_child_command(args, resume=True)).run()
+    if args.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+        return subprocess.call(_child_command(args, resume=args.resume == "auto"))
+    from refinery.trainer.loop import train
+
+    train(cfg, args.data, args.out, max_steps=args.max_steps, resume=args.resume == "auto")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="refinery")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

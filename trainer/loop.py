@@ -1,0 +1,265 @@
+"""The train loop: one process per rank (torchrun sets RANK/WORLD_SIZE), DDP when there are several.
+
+Each optimizer step takes `grad_accum` micro-batches per rank, clips the global gradient norm,
+steps AdamW and the schedule, and rank 0 appends one JSON line to `DIR/metrics.jsonl`. A
+resumed run (`resume=True`) restores model, optimizer, schedule, loader position and RNG
+from the newest complete checkpoint and drops the metric lines written after it, so the
+file always reads as one uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+
+from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text
+from refinery.trainer.config import TrainConfig
+from refinery.trainer.data import Batches, open_dataset, to_device, vocab_size_of
+from refinery.trainer.hf import save_hf
+from refinery.trainer.model import InternLM2ForCausalLM, causal_lm_loss
+from refinery.trainer.optim import adamw, scheduler
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def _init_distributed(device_kind: str) -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    kind = cfg.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.precision == "fp32":
+        return nullcontext()
+    if cfg.precision == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, key, *rest = state["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the lines of steps up to `step` (a killed run may have logged more, or half a line)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", math.inf) <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+def _all_mean(value: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return value
+
+
+class _Writer:
+    """Rank 0's outputs: metrics.jsonl (one line per optimizer step) and TensorBoard scalars."""
+
+    def __init__(self, out: Path, tensorboard: bool):
+        self.path = out / "metrics.jsonl"
+        self.fh = open(self.path, "a")
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                print("tensorboard is not installed; scalars go to metrics.jsonl only", flush=True)
+            else:
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        self.fh.write(json.dumps(record) + "\n")
+        self.fh.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def validation_loss(model, batches: list[dict], device, autocast, world: int) -> float:
+    model.eval()
+    total = torch.zeros((), device=device)
+    for batch in batches:
+        batch = to_device(batch, device)
+        with autocast:
+            logits = model(batch["input_ids"], batch.get("position_ids"))
+        total += causal_lm_loss(logits, batch["labels"])
+    model.train()
+    return float(_all_mean(total / len(batches), world))
+
+
+def train(cfg: TrainConfig, data: str, out: str | os.PathLike, *, max_steps: int | None = None,
+          resume: bool = False) -> dict:
+    """Train until `max_steps` optimizer steps (default: the config's); returns a summary."""
+    out = Path(out)
+    total_steps = max_steps or cfg.max_steps
+    device_kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    rank, world, local_rank = _init_distributed(device_kind)
+    device = _device(cfg, local_rank)
+    try:
+        return _train(cfg, data, out, total_steps, resume, rank, world, device)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = open_dataset(data, cfg.data.seq_len, seed=cfg.data.seed, shuffle=cfg.data.shuffle, rank=rank,
+                           world_size=world, document_masking=cfg.data.document_masking)
+    batches = Batches(dataset, cfg.micro_batch_size)
+    model_cfg = cfg.model_config_for(vocab_size_of(dataset))
+    if vocab_size_of(dataset) > model_cfg.vocab_size:
+        raise ValueError(f"the shards' tokenizer has {vocab_size_of(dataset)} ids, the model's vocabulary "
+                         f"{model_cfg.vocab_size}; set model.overrides.vocab_size (or 'auto')")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = InternLM2ForCausalLM(model_cfg).to(device)
+    optimizer = adamw(model, cfg.optim)
+    sched = scheduler(optimizer, cfg.optim, total_steps)
+    ckpt = CheckpointManager(out / "checkpoints", rank=rank, world_size=world, keep=cfg.checkpoint.keep,
+                             asynchronous=cfg.checkpoint.asynchronous)
+    step = 0
+    latest = ckpt.latest_step() if resume else None
+    if latest is not None:
+        shared, own = ckpt.load(latest)
+        model.load_state_dict(shared["model"])
+        optimizer.load_state_dict(shared["optimizer"])
+        sched.load_state_dict(shared["scheduler"])
+        batches.load_state_dict(own["loader"])
+        set_rng_state(own["rng"])
+        step = int(shared["step"])
+    if rank == 0:
+        if resume:
+            ckpt.discard_incomplete()
+        _truncate_metrics(out / "metrics.jsonl", step)
+        atomic_write_text(out / "train.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        print(f"training {model_cfg.num_params() / 1e6:.1f}M parameters on {world} x {device.type}, "
+              f"steps {step}->{total_steps}" + (f" (resumed from step {step})" if latest is not None else ""),
+              flush=True)
+    if world > 1:
+        dist.barrier()
+
+    train_model = DistributedDataParallel(model) if world > 1 else model
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    autocast = _autocast(cfg, device)
+    valid = None
+    if cfg.data.valid and cfg.data.valid_every:
+        held_out = Batches(open_dataset(cfg.data.valid, cfg.data.seq_len, seed=0, shuffle=False, rank=rank,
+                                        world_size=world, document_masking=cfg.data.document_masking),
+                           cfg.micro_batch_size)
+        valid = [next(held_out) for _ in range(cfg.data.valid_batches)]
+    writer = _Writer(out, cfg.tensorboard) if rank == 0 else None
+    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum * cfg.data.seq_len * world
+    last_saved = step
+    model.train()
+    try:
+        while step < total_steps:
+            started = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(cfg.grad_accum):
+                batch = to_device(next(batches), device)
+                sync = micro == cfg.grad_accum - 1 or world == 1
+                with (nullcontext() if sync else train_model.no_sync()), autocast:
+                    logits = train_model(batch["input_ids"], batch.get("position_ids"))
+                    loss = causal_lm_loss(logits, batch["labels"])
+                (loss / cfg.grad_accum).backward()
+                loss_sum += loss.detach()
+            loss_value = float(_all_mean(loss_sum / cfg.grad_accum, world))
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(f"non-finite loss {loss_value} at step {step + 1}")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad))
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            sched.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                      "tokens": step * tokens_per_step, "epoch": dataset.state_dict()["epoch"]}
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            record["tokens_per_s"] = tokens_per_step / (time.perf_counter() - started)
+            if valid is not None and step % cfg.data.valid_every == 0:
+                record["valid_loss"] = validation_loss(model, valid, device, autocast, world)
+            # The line goes out before the checkpoint: a checkpoint never runs ahead of the log.
+            if writer is not None:
+                writer.write(record)
+                if step % cfg.log_every == 0:
+                    print(f"step {step} loss {loss_value:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
+                          f"tok/s {record['tokens_per_s']:.0f}", flush=True)
+            if step % cfg.checkpoint.every == 0 or step == total_steps:
+                _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg)
+                last_saved = step
+        ckpt.wait()
+    finally:
+        if writer is not None:
+            writer.close()
+    if rank == 0:
+        save_hf(model, out / "hf")
+    return {"step": step, "last_checkpoint": last_saved, "params": model_cfg.num_params()}
+
+
+def _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg) -> None:
+    shared = None
+    if rank == 0:
+        shared = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "scheduler": sched.state_dict(), "model_config": model_cfg.model_dump_json()}
+    ckpt.save(step, shared, {"loader": batches.state_dict(), "rng": rng_state()})
