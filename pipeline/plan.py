@@ -8,6 +8,8 @@ completion markers are named the same whichever runner produced them.
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -70,6 +72,7 @@ class Plan:
             else:
                 current.append(stage)
         self.segments.append(Segment(len(self.segments), opener, current, True))
+        self.fingerprint = hashlib.sha256(json.dumps(job.resolved(), sort_keys=True).encode()).hexdigest()
 
     @property
     def stage_names(self) -> list[str]:
@@ -147,6 +150,45 @@ def empty_resolution(stage: GlobalStage) -> pa.Table:
     fields = [pa.field("id", pa.string()), pa.field("reason", pa.string())]
     fields += [pa.field(name, dtype) for name, dtype in stage.columns.items()]
     return pa.schema(fields).empty_table()
+
+
+# Per worker process: set-up stages per (run, job, segment), so models load once per worker.
+_READY_STAGES: dict[tuple[str, str, int], list[MapStage]] = {}
+
+
+def ready_stages(plan: Plan, segment: Segment) -> list[MapStage]:
+    key = (str(plan.run.root), plan.fingerprint, segment.index)
+    if key not in _READY_STAGES:
+        stages = plan.map_stages(segment)
+        for stage in stages:
+            stage.setup()
+        _READY_STAGES[key] = stages
+    return _READY_STAGES[key]
+
+
+def process_unit(plan: Plan, segment_index: int, unit: int, path: str) -> tuple[int, int]:
+    """Read one unit, pass each chunk through the segment's stages, write parts, stats and marker.
+
+    Returns the documents and bytes read. Used by the runners that run a whole segment per task."""
+    segment = plan.segments[segment_index]
+    stages = ready_stages(plan, segment)
+    docs = nbytes = 0
+    for chunk, batch, read_stats in plan.read_unit(segment, unit, path):
+        if read_stats is not None:
+            plan.run.write_stats_part(segment.index, unit, chunk, read_stats)
+            docs += read_stats.docs_in
+            nbytes += read_stats.bytes_in
+        for stage in stages:
+            batch = run_stage_on_chunk(plan, segment, stage, batch)
+        write_chunk(plan, segment, unit, chunk, batch)
+    plan.run.mark_done(segment.index, unit, path)
+    return docs, nbytes
+
+
+def signatures_of_part(stage: GlobalStage, path: str) -> pa.Table:
+    """The map phase of a global stage over one Parquet part."""
+    batches = [stage.signatures(b) for b in pq.ParquetFile(path).iter_batches(batch_size=65536)]
+    return pa.Table.from_batches(batches)
 
 
 def merge_stats(plan: Plan) -> list[StageStats]:

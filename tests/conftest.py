@@ -31,6 +31,16 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (local[2]) for the whole session."""
+    from refinery.pipeline.runners.spark_runner import spark_session
+
+    session = spark_session("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_ray_address(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

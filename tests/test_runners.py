@@ -45,6 +45,14 @@ class FirstOfText(GlobalStage):
     def resolve_ray(self, signatures):
         return signatures.groupby("key").map_groups(self._resolve, batch_format="pyarrow")
 
+    def resolve_spark(self, signatures):
+        from pyspark.sql import functions as F
+
+        firsts = signatures.groupBy("key").agg(F.min("id").alias("dup_of"))
+        joined = signatures.join(firsts, "key")
+        reason = F.when(F.col("id") == F.col("dup_of"), F.lit(None).cast("string")).otherwise(F.lit("duplicate"))
+        return joined.select("id", reason.alias("reason"), "dup_of")
+
 
 def kept_docs(run_dir):
     table = pq.read_table(run_dir / "docs")
@@ -99,22 +107,26 @@ def test_local_run_statistics_and_cli(job_file, tmp_path, capsys):
     assert "long_docs" in table and "kept %" in table
 
 
-def test_ray_and_local_keep_identical_documents(job_file, tmp_path, ray_local):
+def test_all_runners_keep_identical_documents_and_stats(job_file, tmp_path, ray_local, spark):
     job = load_job(job_file)
     local = runners.run(job, tmp_path / "local", runner="local", workers=2)
-    ray_stats = runners.run(job, tmp_path / "ray", runner="ray")
-    assert kept_docs(tmp_path / "local").equals(kept_docs(tmp_path / "ray"))
-    for a, b in zip(local, ray_stats):
-        a, b = a.to_dict(), b.to_dict()
-        a.pop("seconds"), b.pop("seconds")
-        assert a == b
+    others = {"ray": runners.run(job, tmp_path / "ray", runner="ray"),
+              "spark": runners.run(job, tmp_path / "spark", runner="spark", spark=spark)}
+    for name, stats in others.items():
+        assert kept_docs(tmp_path / "local").equals(kept_docs(tmp_path / name)), name
+        for a, b in zip(local, stats):
+            a, b = a.to_dict(), b.to_dict()
+            a.pop("seconds"), b.pop("seconds")
+            assert a == b, name
 
 
-def test_global_stage_hook_on_local_and_ray(tmp_path, monkeypatch, ray_local):
+def test_global_stage_hook_on_all_runners(tmp_path, monkeypatch, ray_local, spark):
+    import pyspark.cloudpickle
     import ray.cloudpickle
 
     monkeypatch.setitem(STAGES, "first_of_text", f"{__name__}:FirstOfText")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    pyspark.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     texts = [f"paragraph number {i % 7} with enough words to pass" for i in range(40)]
     for k in range(3):
         (tmp_path / f"in{k}.jsonl").write_text("".join(json.dumps({"id": f"{k}-{i:02d}", "text": t}) + "\n"
@@ -125,8 +137,11 @@ def test_global_stage_hook_on_local_and_ray(tmp_path, monkeypatch, ray_local):
     job = load_job(tmp_path / "job.yaml")
     stats = runners.run(job, tmp_path / "local", runner="local", workers=1)
     runners.run(job, tmp_path / "ray", runner="ray")
-    local, ray_docs = kept_docs(tmp_path / "local"), kept_docs(tmp_path / "ray")
-    assert local.num_rows == 7 and local.equals(ray_docs)
+    runners.run(job, tmp_path / "spark", runner="spark", spark=spark)
+    local = kept_docs(tmp_path / "local")
+    assert local.num_rows == 7
+    assert local.equals(kept_docs(tmp_path / "ray"))
+    assert local.equals(kept_docs(tmp_path / "spark"))
     assert local.column("id").to_pylist() == sorted(local.column("dup_of").to_pylist())
     by_name = {s.stage: s for s in stats}
     assert by_name["first_of_text"].dropped_by_reason == {"duplicate": 33}
