@@ -45,7 +45,8 @@ def split_segments(text: str, segment_chars: int) -> list[str]:
         pieces.append(text[start:end])
         start = end
     if len(pieces) > 1 and len(pieces[-1]) < segment_chars // 2:
-        pieces[-2] += pieces.pop()
+        tail = pieces.pop()
+        pieces[-1] += tail
     return [p for p in pieces if p.strip()]
 
 
