@@ -257,11 +257,15 @@ def _report_cmd(args) -> int:
 
 
 def _guard(func):
-    """Cluster and HTTP failures (the Jobs SDK raises RuntimeError and ConnectionError) become one line."""
+    """Cluster and HTTP failures (the Jobs SDK raises RuntimeError, ConnectionError and RayError) become one line."""
     def run(args) -> int:
         try:
             return func(args)
-        except (RuntimeError, OSError) as err:
+        except Exception as err:
+            from ray.exceptions import RayError  # AuthenticationError among them
+
+            if not isinstance(err, (RuntimeError, OSError, RayError)):
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 1
     return run

@@ -1,0 +1,251 @@
+"""A real Ray head on 127.0.0.1 with token authentication: submit, follow and inspect a job."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from refinery.pipeline import runners, service
+from refinery.pipeline.cli import main as cli
+from refinery.pipeline.config import load_job
+from refinery.pipeline.funnel import load_stats
+
+pytest.importorskip("aiohttp_cors", reason="the Ray dashboard and Jobs API need ray[default]")
+
+START_TIMEOUT = 120
+JOB_TIMEOUT = 180
+MARKER = "REFINERY_TEST_RAY_HEAD"
+
+JOB = """
+input: {paths: ["data/*.jsonl*"], format: jsonl, batch_bytes: 50000}
+stages:
+  - {stage: normalize}
+  - {stage: length, min_words: 12}
+"""
+
+
+def free_ports(n: int) -> list[int]:
+    """Distinct free loopback ports (held open together so they differ)."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _ours(marker: str) -> list[int]:
+    """Processes that carry this head's marker in their environment: the head and its workers."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return [p for p in pids if p != os.getpid()]
+
+
+def _answers(url: str, token: str) -> bool:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Head:
+    def __init__(self, root: Path):
+        self.root = root
+        self.token = secrets.token_hex(32)
+        self.token_file = root / "token"
+        self.token_file.write_text(self.token)
+        self.marker = f"{MARKER}={uuid.uuid4().hex}"
+        gcs, dash, client, nm, om, agent, agent_grpc, renv, metrics = free_ports(9)
+        self.address = f"http://127.0.0.1:{dash}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+        env.update({
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file), "RAY_DISABLE_USAGE_STATS": "1",
+            MARKER: self.marker.split("=", 1)[1],
+            # job drivers run `refinery` from this interpreter's environment
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        })
+        self.log = open(root / "head.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--num-cpus", "2",
+             "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+             "--port", str(gcs), "--ray-client-server-port", str(client), "--node-manager-port", str(nm),
+             "--object-manager-port", str(om), "--dashboard-agent-listen-port", str(agent),
+             "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(renv),
+             "--metrics-export-port", str(metrics), "--object-store-memory", str(300 << 20),
+             "--temp-dir", str(root / "ray"), "--disable-usage-stats"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if _answers(f"{self.address}/api/jobs/", self.token):
+                return
+            time.sleep(1)
+        self.stop()
+        tail = (self.root / "head.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"Ray head did not answer within {START_TIMEOUT}s:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # workers start their own sessions: find them by the marker in their environment
+        for pid in _ours(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def head():
+    root = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths are length-limited
+    h = Head(root)
+    try:
+        h.wait_ready()
+        yield h
+    finally:
+        h.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def job_file(tmp_path, spine_data):
+    (tmp_path / "data").mkdir()
+    for name in ("inaugural-a.jsonl", "inaugural-b.jsonl.gz", "bad-lines.jsonl"):
+        shutil.copy(spine_data / name, tmp_path / "data" / name)
+    path = tmp_path / "job.yaml"
+    path.write_text(JOB)
+    return path
+
+
+def last_line(capsys) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_submit_wait_and_statistics(head, job_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)  # the relative input paths resolve against the config's folder
+    run_dir = tmp_path / "run"
+    conn = ["--address", head.address, "--token-file", str(head.token_file)]
+    assert cli(["submit", str(job_file), "--out", str(run_dir), *conn]) == 0
+    job_id = last_line(capsys)
+    assert job_id.startswith("raysubmit_")
+
+    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(JOB_TIMEOUT)]) == 0, \
+        service.client(head.address, str(head.token_file)).get_job_logs(job_id)[-3000:]
+    assert last_line(capsys) == "SUCCEEDED"
+    assert cli(["jobs", "status", job_id, *conn]) == 0
+    assert last_line(capsys) == "SUCCEEDED"
+
+    stats = load_stats(run_dir)
+    assert [s["stage"] for s in stats] == ["read", "normalize", "length"]
+    assert not any(s["partial"] for s in stats)
+    for s in stats:
+        assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], s["stage"]
+    assert stats[0]["errors_by_kind"]["malformed_json"] == 1
+    assert stats[2]["dropped_by_reason"]["too_few_words"] > 0
+    kept = pq.read_table(run_dir / "docs").sort_by("id")
+    assert kept.num_rows == stats[-1]["docs_kept"] > 0
+
+    # the cluster kept exactly what the local runner keeps
+    local = tmp_path / "local"
+    runners.run(load_job(job_file), local, runner="local", workers=1)
+    assert pq.read_table(local / "docs").sort_by("id").equals(kept)
+
+    assert cli(["jobs", "logs", job_id, *conn]) == 0
+    assert "too_few_words" in capsys.readouterr().out  # the driver printed the funnel
+    assert cli(["jobs", "list", *conn]) == 0
+    assert job_id in capsys.readouterr().out
+    assert cli(["jobs", "stop", job_id, *conn]) == 0  # already finished: stays SUCCEEDED
+    assert last_line(capsys) == "SUCCEEDED"
+
+
+def test_authentication_stays_on(head, job_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token to fall back on
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    assert cli(["jobs", "list", "--address", head.address]) == 1
+    err = capsys.readouterr().err
+    assert "Missing authentication token" in err or "Invalid authentication token" in err, err
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)
+    assert cli(["submit", str(job_file), "--out", str(tmp_path / "run"), "--address", head.address]) == 1
+    err = capsys.readouterr().err
+    assert "Forbidden" in err or "Invalid authentication token" in err, err
+    monkeypatch.setenv("RAY_AUTH_TOKEN", head.token)
+    assert cli(["jobs", "list", "--address", head.address]) == 0
+
+
+def test_shipped_code_imports_from_its_own_copy(tmp_path):
+    staged = service.stage_code(tmp_path)
+    assert (staged / "pipeline" / "__init__.py").is_file()
+    assert not (staged / "tokenize" / "__init__.py").exists()
+    assert not list(staged.rglob("__pycache__"))
+    probe = ("import refinery.pipeline.cli as c, refinery.stages.langid as l, tokenize, inspect;"
+             "print(c.__file__); print(l.DEFAULT_MODEL.is_file()); print(tokenize.__file__)")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0].startswith(str(staged))
+    assert out[1] == "True"
+    assert "refinery" not in out[2]
+
+
+def test_config_paths_are_made_portable(job_file, tmp_path):
+    data = service.portable_config(job_file, ship_code=False)
+    assert data["input"]["paths"] == [str(tmp_path / "data" / "*.jsonl*")]
+    (tmp_path / "other.yaml").write_text(
+        "input: {paths: ['s3://bucket/*.jsonl', '/abs/x.jsonl', 'missing/*.jsonl'], format: jsonl}\n"
+        "output: somewhere\nstages:\n  - {stage: langid, model: models/lid.176.ftz, languages: [en]}\n")
+    data = service.portable_config(tmp_path / "other.yaml", ship_code=True)
+    assert data["input"]["paths"] == ["s3://bucket/*.jsonl", "/abs/x.jsonl", "missing/*.jsonl"]
+    assert "output" not in data
+    assert data["stages"][0]["languages"] == ["en"]
+    assert data["stages"][0]["model"] == "models/lid.176.ftz"  # resolves against the shipped copy
+
+
+def test_token_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    assert service.read_token() is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("home-token\n")
+    assert service.read_token() == "home-token"
+    (tmp_path / "t").write_text("path-token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "t"))
+    assert service.read_token() == "path-token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "env-token")
+    assert service.read_token() == "env-token"
+    assert service.read_token(str(tmp_path / ".ray" / "auth_token")) == "home-token"
+    with pytest.raises(service.ServiceError):
+        service.read_token(str(tmp_path / "nope"))
