@@ -1,0 +1,228 @@
+"""Heuristic quality rules: Gopher quality and repetition, C4 (+ paragraph, bad words), FineWeb
+and the InternLM2 report's format rules, in one pass over each document.
+
+Every rule is a named drop reason (`gopher_too_few_words`, `c4_badwords`, ...); a family set to
+`null` in the config is off. All families judge the same input text, and every failing rule is
+recorded (the first, in the order below, is the drop reason). Words are split by
+`refinery.stages.words`; Chinese and Japanese documents (by the `lang` column of a preceding
+`langid`, else by script) count characters as words and skip the English-only rules.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
+from refinery.stages import rule_families as rf
+from refinery.stages.words import is_cjk
+
+BADWORDS_DIR = Path(__file__).resolve().parent.parent / "conf" / "rules" / "badwords"
+
+
+class Family(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GopherQuality(Family):
+    """Rae et al. 2021 (Gopher), appendix A1 "quality filters"; datatrove GopherQualityFilter defaults."""
+
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1  # '#' and ellipses per word
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    min_alpha_words_ratio: float | None = 0.8  # words with at least one letter
+    min_stop_words: int | None = 2
+    stop_words: list[str] = ["the", "be", "to", "of", "and", "that", "have", "with"]
+    # The stop words are English: the rule applies to these languages (and to documents with no
+    # `lang` column, as in Gopher, which ran on English only).
+    stop_words_languages: list[str] = ["en"]
+
+
+class GopherRepetition(Family):
+    """Rae et al. 2021 (Gopher), table A1."""
+
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+
+
+class C4Quality(Family):
+    """Raffel et al. 2020 (C4), section 2.2, and its reference code (tfds c4_utils).
+
+    FineWeb ran it with `filter_no_terminal_punct: false`; C4 itself with true."""
+
+    filter_no_terminal_punct: bool = True
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int | None = 1000
+    remove_citations: bool = True
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+    # C4 also rewrites the page to its kept lines; with false the stage only judges.
+    remove_lines: bool = False
+
+
+class C4Paragraph(Family):
+    """mC4 (Xue et al. 2021): at least 3 lines of 200+ characters (tfds c4_utils.paragraph_filter)."""
+
+    min_paragraphs: int = 3
+    min_paragraph_length: int = 200
+
+
+class C4BadWords(Family):
+    """C4: drop pages with a word of the LDNOOBW list of the document's language."""
+
+    # Folder of <lang>.txt lists; default: the bundled conf/rules/badwords.
+    folder: str | None = None
+    default_language: str = "en"
+
+
+class FineWebQuality(Family):
+    """Penedo et al. 2024 (FineWeb), section 3.4 custom filters; datatrove FineWebQualityFilter."""
+
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    stop_chars: list[str] | None = None  # default: Unicode Sentence_Terminal characters
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+class InternLM2Format(Family):
+    """Cai et al. 2024 (InternLM2), 3.1.1: rules for abnormal separators and line breaks, abnormal
+    character frequencies and punctuation distribution. The report gives no thresholds; these are
+    ours, set so that ordinary prose, lists and code-free articles of the bundled samples pass."""
+
+    max_line_chars: int = 20_000  # one "line" longer than this: lost line breaks
+    min_lines_for_ratios: int = 10
+    min_chars_per_line: float = 8.0  # text shredded into tiny lines
+    max_separator_lines: float = 0.1  # lines made only of a repeated separator (----, ====)
+    max_separator_runs: int = 2  # runs of 20+ separator characters
+    min_word_char_ratio: float = 0.5  # letters and digits among visible characters
+    max_broken_char_ratio: float = 0.01  # U+FFFD and control characters (bad decoding)
+    max_punct_ratio: float = 0.3
+    min_punct_ratio: float = 0.002
+    min_chars_for_punct_check: int = 500
+
+
+class RulesParams(StageParams):
+    gopher_quality: GopherQuality | None = GopherQuality()
+    gopher_repetition: GopherRepetition | None = GopherRepetition()
+    c4_quality: C4Quality | None = C4Quality()
+    c4_paragraph: C4Paragraph | None = None
+    c4_badwords: C4BadWords | None = C4BadWords()
+    fineweb_quality: FineWebQuality | None = FineWebQuality()
+    internlm2: InternLM2Format | None = InternLM2Format()
+
+
+class Rules(MapStage):
+    kind = "rules"
+    Params = RulesParams
+    columns = {"rules_failed": pa.list_(pa.string())}
+
+    def __init__(self, params, **kw):
+        super().__init__(params, **kw)
+        bw = params.c4_badwords
+        self.badwords = rf.BadWords(Path(bw.folder) if bw and bw.folder else BADWORDS_DIR)
+
+    @classmethod
+    def check_params(cls, params: RulesParams, base) -> None:
+        bw = params.c4_badwords
+        if bw is not None and bw.folder is not None:
+            folder = Path(bw.folder) if Path(bw.folder).is_absolute() else Path(base) / bw.folder
+            if not folder.is_dir():
+                raise ValueError(f"c4_badwords.folder: no such folder {folder}")
+            bw.folder = str(folder.resolve())
+
+    def judge(self, text: str, lang: str | None) -> tuple[list[str], str | None]:
+        """The failed rules of one document, in priority order, and its C4-reduced text."""
+        p: RulesParams = self.params
+        doc = rf.Doc(text, is_cjk(text, lang), lang)
+        failed: list[str] = []
+        reduced = None
+        if p.gopher_repetition:
+            failed += rf.gopher_repetition(p.gopher_repetition, doc)
+        if p.gopher_quality:
+            failed += rf.gopher_quality(p.gopher_quality, doc)
+        if p.c4_quality:
+            c4_failed, reduced = rf.c4_quality(p.c4_quality, doc)
+            failed += c4_failed
+        if p.c4_paragraph:
+            failed += rf.c4_paragraph(p.c4_paragraph, doc)
+        if p.c4_badwords:
+            failed += rf.c4_badwords(p.c4_badwords, doc, self.badwords)
+        if p.fineweb_quality:
+            failed += rf.fineweb_quality(p.fineweb_quality, doc)
+        if p.internlm2:
+            failed += rf.internlm2(p.internlm2, doc)
+        return failed, reduced
+
+    def process(self, batch: pa.RecordBatch) -> Verdict:
+        n = batch.num_rows
+        texts = batch.column("text").to_pylist()
+        langs = batch.column("lang").to_pylist() if "lang" in batch.schema.names else [None] * n
+        rewrite = self.params.c4_quality is not None and self.params.c4_quality.remove_lines
+        all_failed: list[list[str] | None] = [None] * n
+        failed: dict[str, np.ndarray] = {}
+        errors: dict[str, np.ndarray] = {}
+        for i, text in enumerate(texts):
+            try:
+                rules, reduced = self.judge(text, langs[i])
+            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
+                errors.setdefault(f"rules_{type(exc).__name__}", np.zeros(n, dtype=bool))[i] = True
+                continue
+            all_failed[i] = rules
+            for rule in rules:
+                failed.setdefault(rule, np.zeros(n, dtype=bool))[i] = True
+            if rewrite and reduced is not None:
+                texts[i] = reduced
+        failed = {rule: failed[rule] for rule in self.rule_order(failed)}
+        if rewrite:
+            batch = set_column(batch, "text", pa.array(texts, type=pa.large_string()))
+        batch = set_column(batch, "rules_failed", pa.array(all_failed, type=pa.list_(pa.string())))
+        return Verdict(batch, failed, errors)
+
+    def rule_order(self, found) -> list[str]:
+        """Found rules in the order the families check them, so that the first failing rule of a
+        document is its drop reason whatever else the batch holds."""
+        rank = {name: i for i, name in enumerate(rule_names(self.params))}
+        return sorted(found, key=lambda name: rank.get(name, len(rank)))
+
+
+def rule_names(p: RulesParams) -> list[str]:
+    """Every rule the configured families can report, in priority order."""
+    names: list[str] = []
+    if p.gopher_repetition:
+        g = p.gopher_repetition
+        names += ["gopher_empty", "gopher_dup_para_frac", "gopher_dup_para_chars", "gopher_dup_line_frac",
+                  "gopher_dup_line_chars"]
+        names += [f"gopher_top_{n}_gram" for n, _ in g.top_n_grams] + [f"gopher_dup_{n}_grams" for n, _ in g.dup_n_grams]
+    if p.gopher_quality:
+        names += ["gopher_too_few_words", "gopher_too_many_words", "gopher_short_words", "gopher_long_words",
+                  "gopher_hash_ratio", "gopher_ellipsis_ratio", "gopher_bullet_lines", "gopher_ellipsis_lines",
+                  "gopher_alpha_words", "gopher_stop_words"]
+    if p.c4_quality:
+        names += ["c4_lorem_ipsum", "c4_curly_bracket", "c4_too_few_sentences"]
+    if p.c4_paragraph:
+        names += ["c4_few_paragraphs"]
+    if p.c4_badwords:
+        names += ["c4_badwords"]
+    if p.fineweb_quality:
+        names += ["fineweb_empty", "fineweb_line_punct", "fineweb_short_lines", "fineweb_dup_line_chars",
+                  "fineweb_list_ratio"]
+    if p.internlm2:
+        names += ["internlm2_no_content", "internlm2_long_line", "internlm2_line_breaks", "internlm2_separators",
+                  "internlm2_char_frequency", "internlm2_broken_chars", "internlm2_punct_excess",
+                  "internlm2_punct_missing"]
+    return names
