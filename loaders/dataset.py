@@ -20,14 +20,17 @@ token counts place that window without reading any shard before it.
 
 Items (what the trainer consumes): a dict of
   - `input_ids`: int64 tensor `[seq_len]` — window tokens 0..seq_len-1;
-  - `labels`: int64 tensor `[seq_len]` — window tokens 1..seq_len;
+  - `labels`: int64 tensor `[seq_len]` — window tokens 1..seq_len (without masking, a view
+    sharing memory with `input_ids`: copy before changing it in place);
   - `index`: int — the window's global index in its epoch;
 and, with `document_masking=True` (InternEvo-style packing for variable-length attention):
   - `labels` is -100 wherever the target is the first token of the next document;
   - `position_ids`: int64 `[seq_len]`, restarting at 0 at each document start;
   - `cu_seqlens`: int32 `[n_segments + 1]`, segment boundaries inside the window.
 `collate_windows` stacks items into a batch and flattens `cu_seqlens` across it (flash-attn
-varlen layout over the `[batch * seq_len]` tokens) with `max_seqlen`.
+varlen layout over the `[batch * seq_len]` tokens) with `max_seqlen`. With `batch_size` set,
+the dataset yields such batches itself (one gather per batch; this is what `TokenLoader` uses),
+each batch being one chunk, so the split and the state are the same as item by item.
 """
 from __future__ import annotations
 
@@ -70,6 +73,7 @@ class TokenDataset(IterableDataset):
         document_masking: bool = False,
         shuffle_shards: int = 8,
         chunk: int = 1,
+        batch_size: int | None = None,
         filesystem=None,
         cache_dir: str | os.PathLike | None = None,
         verify: bool = True,
@@ -90,6 +94,9 @@ class TokenDataset(IterableDataset):
         self.document_masking = document_masking
         self.shuffle_shards = shuffle_shards
         self.chunk = chunk
+        self.batch_size = None
+        if batch_size is not None:
+            self.batch_size = self.chunk = batch_size
         self.block_cache = block_cache
         manifest = self.source.manifest
         self.manifest_sha256 = self.source.manifest_sha256
@@ -101,7 +108,7 @@ class TokenDataset(IterableDataset):
             raise ValueError("the shards' tokenizer has no EOS id to separate documents")
         shard_ix, batch_ix, docs, tokens = [], [], [], []
         for s, entry in enumerate(manifest["shards"]):
-            for b, (n_docs, n_tokens) in enumerate(entry["blocks"]):
+            for b, (n_docs, n_tokens, *_) in enumerate(entry["blocks"]):
                 shard_ix.append(s)
                 batch_ix.append(b)
                 docs.append(n_docs)
@@ -159,11 +166,13 @@ class TokenDataset(IterableDataset):
         if hit is not None:
             self._blocks.move_to_end(key)
             return hit
-        batch = self.source.reader(int(self._block_shard[block])).get_batch(int(self._block_batch[block]))
+        batch = self.source.batch(int(self._block_shard[block]), int(self._block_batch[block]))
         ids = batch.column(0)
-        offsets = ids.offsets.to_numpy()
-        values = ids.values.to_numpy()
-        offsets = offsets - offsets[0]
+        # Straight from the memory-mapped Arrow buffers (zero copy, no pandas round trip).
+        _, offset_buf, _, value_buf = ids.buffers()
+        offsets = np.frombuffer(offset_buf, dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
+        values = np.frombuffer(value_buf, dtype=np.int32)[offsets[0] : offsets[-1]]
+        offsets = offsets.astype(np.int64) - offsets[0]
         lengths = np.diff(offsets)
         n_docs = len(lengths)
         perm = self._rng(epoch, block).permutation(n_docs) if self.shuffle else np.arange(n_docs)
@@ -172,23 +181,24 @@ class TokenDataset(IterableDataset):
         starts = np.zeros(n_docs + 1, dtype=np.int64)
         np.cumsum(seg, out=starts[1:])
         if not self.shuffle and not extra:
-            tokens = values
+            tokens = values.copy()  # the mapped buffer is read-only; batches are built from a copy
         else:
-            source = np.arange(starts[-1], dtype=np.int64) + np.repeat(offsets[:-1][perm] - starts[:-1], seg)
-            tokens = values[np.minimum(source, len(values) - 1)] if len(values) else np.zeros(starts[-1], np.int32)
-            if extra:
-                tokens[starts[1:] - 1] = self.eos_id
+            eos = np.full(1, self.eos_id, dtype=values.dtype)
+            pieces = []
+            for d in perm.tolist():
+                pieces.append(values[offsets[d] : offsets[d + 1]])
+                if extra:
+                    pieces.append(eos)
+            tokens = np.concatenate(pieces) if pieces else values[:0]
         hit = (tokens, starts[:-1])
         self._blocks[key] = hit
         if len(self._blocks) > self.block_cache:
             self._blocks.popitem(last=False)
         return hit
 
-    def window(self, epoch: int, index: int) -> dict:
-        """Item `index` of the epoch's global window order (any rank's)."""
+    def _window_tokens(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The `seq_len + 1` tokens of window `index` and where documents start inside it."""
         layout = self.epoch_layout(epoch)
-        if not 0 <= index < layout.windows:
-            raise IndexError(f"window {index} outside epoch of {layout.windows}")
         lo = index * self.seq_len
         hi = lo + self.seq_len + 1
         pos = int(np.searchsorted(layout.starts, lo, side="right")) - 1
@@ -199,16 +209,69 @@ class TokenDataset(IterableDataset):
             base = int(layout.starts[pos])
             a, b = at - base, min(hi, base + len(tokens)) - base
             pieces.append(tokens[a:b])
-            if self.document_masking:
-                first, last = np.searchsorted(starts, [a, b])
-                doc_starts.append(starts[first:last] - a + (at - lo))
+            first, last = np.searchsorted(starts, [a, b])
+            doc_starts.append(starts[first:last] - a + (at - lo))
             at = base + b
             pos += 1
-        window = torch.from_numpy(np.concatenate(pieces).astype(np.int64) if len(pieces) > 1 else pieces[0].astype(np.int64))
+        return np.concatenate(pieces).astype(np.int64), np.concatenate(doc_starts)
+
+    def window(self, epoch: int, index: int) -> dict:
+        """Item `index` of the epoch's global window order (any rank's)."""
+        if not 0 <= index < self.epoch_layout(epoch).windows:
+            raise IndexError(f"window {index} outside epoch of {self.epoch_layout(epoch).windows}")
+        tokens, doc_starts = self._window_tokens(epoch, index)
+        window = torch.from_numpy(tokens)
         item = {"input_ids": window[:-1], "labels": window[1:].clone(), "index": index}
         if self.document_masking:
-            _mask_documents(item, np.concatenate(doc_starts), self.seq_len)
+            _mask_documents(item, doc_starts, self.seq_len)
         return item
+
+    def _gather(self, epoch: int, indices: np.ndarray, spans: tuple[tuple[int, int], ...]) -> list[torch.Tensor]:
+        """For each `(shift, length)` in `spans`, an int64 `[n, length]` tensor holding tokens
+        `shift .. shift + length - 1` of each window: one strided copy per block touched."""
+        layout = self.epoch_layout(epoch)
+        n = len(indices)
+        lo = indices * self.seq_len
+        first = int(np.searchsorted(layout.starts, lo[0], side="right")) - 1
+        if first == int(np.searchsorted(layout.starts, lo[-1] + self.seq_len, side="right")) - 1:
+            step = int(lo[1] - lo[0]) if n > 1 else 1
+            if n < 3 or bool(np.all(np.diff(lo) == step)):
+                # One block, evenly spaced windows (a batch's usual case): one strided copy each.
+                tokens = torch.from_numpy(self._block(epoch, first)[0])
+                base = int(lo[0] - layout.starts[first])
+                return [torch.as_strided(tokens, (n, length), (step, 1), base + shift).to(torch.int64) for shift, length in spans]
+        pos = np.searchsorted(layout.starts, lo, side="right") - 1
+        inside = pos == np.searchsorted(layout.starts, lo + self.seq_len, side="right") - 1
+        outs = [np.empty((n, length), dtype=np.int64) for _, length in spans]
+        for p in np.unique(pos[inside]):
+            rows = np.flatnonzero(inside & (pos == p))
+            if len(rows) == n:
+                rows = slice(None)
+            tokens, _ = self._block(epoch, int(p))
+            offsets = lo[rows] - layout.starts[p]
+            steps = np.diff(offsets)
+            even = len(offsets) > 1 and steps[0] > 0 and bool(np.all(steps == steps[0]))
+            for out, (shift, length) in zip(outs, spans):
+                if even:
+                    # Evenly spaced windows (the usual case): a strided view, copied in one pass.
+                    view = tokens[offsets[0] + shift :]
+                    out[rows] = np.lib.stride_tricks.as_strided(
+                        view, shape=(len(offsets), length), strides=(int(steps[0]) * view.strides[0], view.strides[0]), writeable=False
+                    )
+                else:
+                    out[rows] = tokens[offsets[:, None] + shift + np.arange(length)]
+        for row in np.flatnonzero(~inside):
+            window = self._window_tokens(epoch, int(indices[row]))[0]
+            for out, (shift, length) in zip(outs, spans):
+                out[row] = window[shift : shift + length]
+        return [torch.from_numpy(out) for out in outs]
+
+    def _batch(self, epoch: int, indices: np.ndarray) -> dict:
+        """A collated batch of windows (see `collate_windows`), gathered without per-item work."""
+        if self.document_masking:
+            return collate_windows([self.window(epoch, int(g)) for g in indices])
+        inputs, labels = self._gather(epoch, indices, ((0, self.seq_len), (1, self.seq_len)))
+        return {"input_ids": inputs, "labels": labels, "index": torch.from_numpy(indices.astype(np.int64))}
 
     # ---- iteration and state ------------------------------------------------------------
 
@@ -227,18 +290,39 @@ class TokenDataset(IterableDataset):
     def _remaining(self) -> int:
         return max(0, (self.windows_per_epoch() - self._start) // self.world_size)
 
+    def _positions(self, total: int, worker: int, workers: int, group: int = 64) -> Iterator[np.ndarray]:
+        """This worker's rank-local item numbers, in order, a group at a time."""
+        step = self.chunk * workers * -(-group // self.chunk)
+        for first in range(0, total, step):
+            q = np.arange(first, min(first + step, total))
+            if workers > 1:
+                q = q[(q // self.chunk) % workers == worker]
+            if len(q):
+                yield q
+
     def __iter__(self) -> Iterator[dict]:
         self._normalize()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch, start, total = self._epoch, self._start, self._remaining()
-        for q in range(total):
-            if (q // self.chunk) % workers != worker:
+        for q in self._positions(total, worker, workers):
+            indices = start + self.rank + self.world_size * q
+            if self.batch_size:
+                for part in np.split(np.arange(len(q)), np.flatnonzero(np.diff(q // self.chunk)) + 1):
+                    batch = self._batch(epoch, indices[part])
+                    if info is None:
+                        self._count = int(q[part[-1]]) + 1
+                    yield batch
                 continue
-            item = self.window(epoch, start + self.rank + self.world_size * q)
-            if info is None:
-                self._count = q + 1
-            yield item
+            if self.document_masking:
+                items = (self.window(epoch, int(g)) for g in indices)
+            else:
+                (windows,) = self._gather(epoch, indices, ((0, self.seq_len + 1),))
+                items = ({"input_ids": w[:-1], "labels": w[1:], "index": int(g)} for w, g in zip(windows, indices))
+            for n, item in zip(q, items):
+                if info is None:
+                    self._count = int(n) + 1
+                yield item
         if info is None:
             self._finish_epoch(epoch)
 

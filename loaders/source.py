@@ -1,6 +1,7 @@
 """Where shards come from: a local folder (memory-mapped) or any `pyarrow.fs` / fsspec URI
-(downloaded once into a local cache, then memory-mapped). Every shard's sha256 is checked
-against the manifest when a process first opens it, before any of its tokens are used.
+(downloaded once into a local cache, then memory-mapped). Each block's sha256 is checked against
+the manifest the first time a process reads it, and a shard's schema and footer when it is
+opened, so corrupted bytes are never used.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class ShardSource:
         self.manifest = read_manifest(raw)
         base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "refinery-shards"
         self.cache = base / self.manifest_sha256[:16]
-        self._readers: dict[int, pa.ipc.RecordBatchFileReader] = {}
+        self._readers: dict[int, tuple[pa.ipc.RecordBatchFileReader, memoryview, set[int]]] = {}
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -84,26 +85,41 @@ class ShardSource:
                 out.write(chunk)
 
     def reader(self, index: int) -> pa.ipc.RecordBatchFileReader:
-        """An open reader of shard `index`, verified against the manifest on first use."""
-        reader = self._readers.get(index)
-        if reader is None:
+        """An open reader of shard `index`; its size and the bytes outside its blocks (schema,
+        footer) are checked against the manifest first."""
+        opened = self._readers.get(index)
+        if opened is None:
             entry = self.manifest["shards"][index]
             path = self._local_path(index)
             mapped = pa.memory_map(str(path))
+            whole = memoryview(mapped.read_buffer(mapped.size()))
+            mapped.seek(0)
             if self.verify:
-                self._check(entry, path, mapped)
-            reader = pa.ipc.open_file(mapped)
-            self._readers[index] = reader
-        return reader
+                size = len(whole)
+                if size != entry["bytes"]:
+                    self._reject(entry, path, f"{size} bytes, manifest says {entry['bytes']}")
+                blocks = entry["blocks"]
+                head, tail = blocks[0][2], blocks[-1][2] + blocks[-1][3]
+                digest = hashlib.sha256(whole[:head])
+                digest.update(whole[tail:])
+                if digest.hexdigest() != entry["meta_sha256"]:
+                    self._reject(entry, path, "schema or footer checksum does not match the manifest")
+            opened = self._readers[index] = (pa.ipc.open_file(mapped), whole, set())
+        return opened[0]
 
-    def _check(self, entry: dict, path: Path, mapped: pa.MemoryMappedFile) -> None:
-        size = mapped.size()
-        if size != entry["bytes"]:
-            raise ShardCorrupt(f"shard {entry['path']}: {size} bytes, manifest says {entry['bytes']}")
-        algo, _, expected = entry["checksum"].partition(":")
-        digest = hashlib.new(algo, memoryview(mapped.read_buffer(size))).hexdigest()
-        mapped.seek(0)
-        if digest != expected:
-            if self.fs is not None:
-                path.unlink(missing_ok=True)
-            raise ShardCorrupt(f"shard {entry['path']}: checksum {algo}:{digest} does not match the manifest")
+    def batch(self, index: int, block: int) -> pa.RecordBatch:
+        """Record batch `block` of shard `index`, its bytes verified on first use."""
+        reader = self.reader(index)
+        _, whole, verified = self._readers[index]
+        if self.verify and block not in verified:
+            entry = self.manifest["shards"][index]
+            _, _, offset, length, expected = entry["blocks"][block]
+            if hashlib.sha256(whole[offset : offset + length]).hexdigest() != expected:
+                self._reject(entry, self._local_path(index), f"block {block} checksum does not match the manifest")
+            verified.add(block)
+        return reader.get_batch(block)
+
+    def _reject(self, entry: dict, path: Path, why: str) -> None:
+        if self.fs is not None:
+            path.unlink(missing_ok=True)
+        raise ShardCorrupt(f"shard {entry['path']}: {why}")

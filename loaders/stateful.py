@@ -12,12 +12,13 @@ from typing import Iterator
 
 from torch.utils.data import DataLoader
 
-from refinery.loaders.dataset import TokenDataset, collate_windows
+from refinery.loaders.dataset import TokenDataset
 
 
 class TokenLoader:
-    """Batches of `collate_windows` from a `TokenDataset`; each `iter()` runs to the end of
-    the current epoch and the next `iter()` starts the following one."""
+    """Batches (as `collate_windows` makes them) from a `TokenDataset`, which it switches to
+    batch mode; each `iter()` runs to the end of the current epoch and the next `iter()`
+    starts the following one."""
 
     def __init__(self, dataset: TokenDataset, batch_size: int, *, num_workers: int = 0,
                  pin_memory: bool = False, prefetch_factor: int | None = None):
@@ -25,12 +26,12 @@ class TokenLoader:
             raise ValueError("batch_size must be >= 1")
         self.dataset = dataset
         self.batch_size = batch_size
-        dataset.chunk = batch_size
+        # The dataset now yields whole batches (one per chunk of `batch_size` items).
+        dataset.batch_size = dataset.chunk = batch_size
         self.loader = DataLoader(
             dataset,
-            batch_size=batch_size,
+            batch_size=None,
             num_workers=num_workers,
-            collate_fn=collate_windows,
             pin_memory=pin_memory,
             prefetch_factor=prefetch_factor if num_workers else None,
             persistent_workers=False,

@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 import torch
@@ -217,17 +216,29 @@ def test_document_masking_marks_boundaries(bare_shards):
 def test_flipped_byte_is_detected_before_use(shards, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(shards, broken)
-    victim = broken / "shard-000002.arrow"
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    victim.write_bytes(bytes(data))
-    ds = TokenDataset(broken, SEQ, shuffle=False)
     manifest = json.loads((broken / MANIFEST).read_text())
-    first_bad = sum(s["tokens"] for s in manifest["shards"][:2]) // SEQ
+    victim = broken / "shard-000002.arrow"
+    _, _, offset, length, _ = manifest["shards"][2]["blocks"][1]
+    data = bytearray(victim.read_bytes())
+    data[offset + length // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    # Stream position (unshuffled) where the corrupted block begins.
+    bad_start = sum(s["tokens"] for s in manifest["shards"][:2]) + manifest["shards"][2]["blocks"][0][1]
+    ds = TokenDataset(broken, SEQ, shuffle=False)
     served = []
-    with pytest.raises(ShardCorrupt, match="shard-000002.arrow"):
+    with pytest.raises(ShardCorrupt, match=r"shard-000002.arrow: block 1 checksum"):
         for item in ds:
             served.append(item["index"])
-    assert served and max(served) < first_bad
-    clean = TokenDataset(shards, SEQ, shuffle=False)
-    assert np.array_equal(clean.window(0, 0)["input_ids"].numpy(), ds.window(0, 0)["input_ids"].numpy())
+    assert served and max(served) * SEQ + SEQ + 1 <= bad_start
+    assert max(served) >= (bad_start - 1) // SEQ - 64  # data up to the bad block was served
+
+
+def test_corrupted_footer_is_detected_when_opening(shards, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(shards, broken)
+    victim = broken / "shard-000000.arrow"
+    data = bytearray(victim.read_bytes())
+    data[-20] ^= 0x04
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ShardCorrupt, match="schema or footer"):
+        next(iter(TokenDataset(broken, SEQ, shuffle=False)))

@@ -146,8 +146,13 @@ def test_finalize_writes_verified_deterministic_shards(tmp_path, tokenized):
         data = (run.shards / entry["path"]).read_bytes()
         assert entry["bytes"] == len(data) and entry["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
         reader = pa.ipc.open_file(run.shards / entry["path"])
-        assert [[b.num_rows, len(b.column(0).values)] for b in (reader.get_batch(i) for i in range(reader.num_record_batches))] == entry["blocks"]
-        assert all(t >= 1500 for _, t in entry["blocks"][:-1])
+        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+        assert [[b.num_rows, len(b.column(0).values)] for b in batches] == [blk[:2] for blk in entry["blocks"]]
+        assert all(blk[1] >= 1500 for blk in entry["blocks"][:-1])
+        for docs, tokens, offset, length, digest in entry["blocks"]:
+            assert hashlib.sha256(data[offset : offset + length]).hexdigest() == digest
+        head, tail = entry["blocks"][0][2], entry["blocks"][-1][2] + entry["blocks"][-1][3]
+        assert hashlib.sha256(data[:head] + data[tail:]).hexdigest() == entry["meta_sha256"]
     # Parts are read in sorted name order, so the part files' write order does not matter.
     other = finalize_run(tmp_path / "b", parts, shard_bytes=16_000, block_tokens=1_500)
     names = sorted(p.name for p in run.shards.iterdir())
@@ -186,7 +191,7 @@ def test_writer_skips_null_token_lists_and_handles_long_documents(tmp_path):
     batch = pa.RecordBatch.from_arrays([ids, pa.array(["a", "b", "c", "d", "e"])], names=["input_ids", "id"])
     manifest = write_shards([batch], tmp_path / "s", {"kind": "test"}, block_tokens=100)
     assert manifest["skipped_documents"] == 1 and manifest["documents"] == 4 and manifest["tokens"] == 5011
-    assert manifest["shards"][0]["blocks"] == [[2, 5010], [2, 1]]
+    assert [b[:2] for b in manifest["shards"][0]["blocks"]] == [[2, 5010], [2, 1]]
     table = pa.ipc.open_file(tmp_path / "s" / "shard-000000.arrow").read_all()
     assert table.column("doc_id").to_pylist() == ["a", "c", "d", "e"]
     assert np.array_equal(table.column("input_ids")[1].values.to_numpy(), np.arange(5000))

@@ -2,8 +2,12 @@
 
 Each shard holds `input_ids: list<int32>` and `doc_id: string`, one row per document, cut
 into record batches ("blocks") of about `block_tokens` tokens. Blocks are the loader's unit
-of shuffling and of random access, so the manifest records every block's documents and tokens:
-a reader can place any global token position without opening a shard. Output is a pure
+of shuffling and of random access, so the manifest records every block's documents, tokens,
+byte range and sha256: a reader can place any global token position without opening a shard,
+and verifies each block when it first reads it (the bytes outside the blocks, i.e. schema and
+footer, are checked against `meta_sha256` when the shard is opened), so no corrupted byte is
+used and the first batch does not wait for a whole shard to be hashed. `checksum` covers the
+whole file, for tools that copy shards around. Output is a pure
 function of the input rows and the sizes: buffers are rebuilt from zero, nothing is
 compressed, and no timestamps or host names are written, so identical input gives
 byte-identical shards. The folder appears atomically (written beside, then renamed).
@@ -28,6 +32,8 @@ from refinery.tokenize.tokenizer import TOKEN_LIST
 FORMAT = "refinery-token-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
+# Each shard's `blocks` entry: one list per record batch, in file order.
+BLOCK_FIELDS = ("documents", "tokens", "offset", "length", "sha256")
 SHARD_SCHEMA = pa.schema([pa.field("input_ids", TOKEN_LIST, nullable=False), pa.field("doc_id", pa.string(), nullable=False)])
 
 
@@ -103,22 +109,32 @@ class ShardWriter:
         if not self._blocks:
             return
         sink = pa.BufferOutputStream()
+        ranges = []
         with pa.ipc.new_file(sink, SHARD_SCHEMA, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
             for block in self._blocks:
+                start = sink.tell()
                 writer.write_batch(block)
+                ranges.append((start, sink.tell() - start))
         data = sink.getvalue().to_pybytes()
         name = shard_name(len(self._shards))
         tmp = self.folder / f".{name}.{uuid.uuid4().hex}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, self.folder / name)
-        blocks = [[b.num_rows, len(b.column(0).values)] for b in self._blocks]
+        view = memoryview(data)
+        blocks = [
+            [b.num_rows, len(b.column(0).values), offset, length, hashlib.sha256(view[offset : offset + length]).hexdigest()]
+            for b, (offset, length) in zip(self._blocks, ranges)
+        ]
+        meta = hashlib.sha256(view[: ranges[0][0]])
+        meta.update(view[ranges[-1][0] + ranges[-1][1] :])
         self._shards.append(
             {
                 "path": name,
-                "documents": sum(d for d, _ in blocks),
-                "tokens": sum(t for _, t in blocks),
+                "documents": sum(b[0] for b in blocks),
+                "tokens": sum(b[1] for b in blocks),
                 "bytes": len(data),
                 "checksum": "sha256:" + hashlib.sha256(data).hexdigest(),
+                "meta_sha256": meta.hexdigest(),
                 "blocks": blocks,
             }
         )
@@ -133,6 +149,7 @@ class ShardWriter:
             "tokenizer": self.tokenizer,
             "schema": {"input_ids": "list<int32>", "doc_id": "string"},
             "block_tokens": self.block_tokens,
+            "block_fields": list(BLOCK_FIELDS),
             "shard_bytes": self.shard_bytes,
             "documents": sum(s["documents"] for s in self._shards),
             "tokens": sum(s["tokens"] for s in self._shards),
