@@ -4,17 +4,27 @@ MapReduce and Beyond", SoCC 2014), written as per-node group functions over edge
 Both distributed engines shuffle edges by node and call these on each node's group, so no
 worker ever holds the whole graph. The graph keeps its components through both steps;
 iteration stops when it is a set of disjoint stars, each leaf pointing at its component's
-smallest id, which is then the component's label.
+smallest id, which is then the component's label. That is the case exactly when no
+large-star node had neighbours on both sides and no small-star node had two smaller
+neighbours; each step marks the edges it emits from such a node (`changed`), and marks
+carry forward, so one count per round decides convergence.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
 EDGE_SCHEMA = pa.schema([pa.field("src", pa.string()), pa.field("dst", pa.string())])
+FLAGGED_SCHEMA = pa.schema([pa.field("src", pa.string()), pa.field("dst", pa.string()), pa.field("changed", pa.int64())])
 
 
 def _edges(pairs: list[tuple[str, str]]) -> pa.Table:
     return pa.table({"src": [a for a, _ in pairs], "dst": [b for _, b in pairs]}, schema=EDGE_SCHEMA)
+
+
+def _flagged(pairs: list[tuple[str, str]], changed: bool) -> pa.Table:
+    return pa.table(
+        {"src": [a for a, _ in pairs], "dst": [b for _, b in pairs], "changed": [int(changed)] * len(pairs)}, schema=FLAGGED_SCHEMA
+    )
 
 
 def large_star(node: str, neighbors: list[str]) -> list[tuple[str, str]]:
@@ -33,12 +43,15 @@ def small_star(node: str, smaller: list[str]) -> list[tuple[str, str]]:
 
 def large_star_table(group: pa.Table) -> pa.Table:
     """Group of rows (u, v) for one u, both directions of every edge present."""
-    return _edges(large_star(group.column("u")[0].as_py(), group.column("v").to_pylist()))
+    node, nbrs = group.column("u")[0].as_py(), group.column("v").to_pylist()
+    return _flagged(large_star(node, nbrs), min(nbrs) < node < max(nbrs))
 
 
 def small_star_table(group: pa.Table) -> pa.Table:
-    """Group of rows (u, v) for one u, with v < u."""
-    return _edges(small_star(group.column("u")[0].as_py(), group.column("v").to_pylist()))
+    """Group of rows (u, v, changed) for one u, with v < u."""
+    node, smaller = group.column("u")[0].as_py(), group.column("v").to_pylist()
+    changed = len(set(smaller)) > 1 or max(group.column("changed").to_pylist()) > 0
+    return _flagged(small_star(node, smaller), changed)
 
 
 def symmetric(edges: pa.Table) -> pa.Table:
@@ -52,26 +65,7 @@ def oriented(edges: pa.Table) -> pa.Table:
 
     src, dst = _flat(edges.column("src")), _flat(edges.column("dst"))
     greater = pc.greater(src, dst)
-    return pa.table({"u": pc.if_else(greater, src, dst), "v": pc.if_else(greater, dst, src)})
-
-
-def star_violations(group: pa.Table) -> pa.Table:
-    """Group of rows (node, dir, other) for one node; dir 0: node -> other, 1: other -> node.
-    A node breaks the star shape if it points at two nodes or both points and is pointed at."""
-    dirs = group.column("dir").to_pylist()
-    outs = {o for d, o in zip(dirs, group.column("other").to_pylist()) if d == 0}
-    bad = len(outs) > 1 or (bool(outs) and 1 in dirs)
-    return pa.table({"bad": pa.array([int(bad)], pa.int64())})
-
-
-def tagged(edges: pa.Table) -> pa.Table:
-    src, dst = _flat(edges.column("src")), _flat(edges.column("dst"))
-    n = len(src)
-    return pa.table({
-        "node": pa.concat_arrays([src, dst]),
-        "dir": pa.array([0] * n + [1] * n, pa.int8()),
-        "other": pa.concat_arrays([dst, src]),
-    })
+    return pa.table({"u": pc.if_else(greater, src, dst), "v": pc.if_else(greater, dst, src), "changed": edges.column("changed")})
 
 
 def _flat(col) -> pa.Array:

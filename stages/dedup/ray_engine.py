@@ -42,24 +42,24 @@ def _root(cluster_column: str):
     return row
 
 
-def resolve_ray(signatures, *, reason: str, cluster_column: str, threshold: float, max_iterations: int):
+def resolve_ray(signatures, *, reason: str, cluster_column: str, threshold: float, max_iterations: int, partitions: int | None = None):
     """`signatures` is a Ray Dataset of the stage's signature rows; returns a Ray Dataset
-    (id, reason, <cluster_column>) with the same rows as the local resolve."""
+    (id, reason, <cluster_column>) with the same rows as the local resolve. `partitions` sets
+    every shuffle's width (default: Ray Data's hash-shuffle parallelism)."""
     rows = signatures.map_batches(explode, batch_format="pyarrow")
-    edges = rows.groupby("key").map_groups(_bucket(threshold), batch_format="pyarrow").materialize()
+    edges = rows.groupby("key", num_partitions=partitions).map_groups(_bucket(threshold), batch_format="pyarrow").materialize()
     if edges.count() == 0:
         import ray.data
 
         return ray.data.from_arrow(resolution_schema(cluster_column).empty_table())
     for _ in range(max_iterations):
-        edges = edges.map_batches(cc.symmetric, batch_format="pyarrow").groupby("u").map_groups(cc.large_star_table, batch_format="pyarrow")
-        edges = edges.map_batches(cc.oriented, batch_format="pyarrow").groupby("u").map_groups(cc.small_star_table, batch_format="pyarrow")
+        edges = edges.map_batches(cc.symmetric, batch_format="pyarrow").groupby("u", num_partitions=partitions).map_groups(cc.large_star_table, batch_format="pyarrow")
+        edges = edges.map_batches(cc.oriented, batch_format="pyarrow").groupby("u", num_partitions=partitions).map_groups(cc.small_star_table, batch_format="pyarrow")
         edges = edges.materialize()
-        bad = edges.map_batches(cc.tagged, batch_format="pyarrow").groupby("node").map_groups(cc.star_violations, batch_format="pyarrow").sum("bad")
-        if not bad:
+        if not edges.sum("changed"):
             break
     else:
         raise RuntimeError(f"connected components did not converge in {max_iterations} rounds")
-    members = edges.groupby("src").map_groups(_members(reason, cluster_column), batch_format="pyarrow")
-    roots = edges.groupby("dst").map_groups(_root(cluster_column), batch_format="pyarrow")
+    members = edges.groupby("src", num_partitions=partitions).map_groups(_members(reason, cluster_column), batch_format="pyarrow")
+    roots = edges.groupby("dst", num_partitions=partitions).map_groups(_root(cluster_column), batch_format="pyarrow")
     return members.union(roots)

@@ -32,6 +32,7 @@ class DedupParams(StageParams):
     rows: int | None = Field(None, ge=1, description="rows per band; default derived from threshold")
     verify: bool = Field(False, description="check candidate pairs' exact Jaccard before linking them")
     max_iterations: int = Field(100, ge=1, description="bound on distributed connected-component rounds")
+    partitions: int | None = Field(None, ge=1, description="Ray shuffle width; default Ray Data's (Spark: the session's)")
 
     @model_validator(mode="after")
     def _banding(self):
@@ -112,7 +113,7 @@ class Dedup(GlobalStage):
     def resolve_ray(self, signatures):
         from refinery.stages.dedup.ray_engine import resolve_ray
 
-        return resolve_ray(signatures, reason=self.reason, cluster_column=self.cluster_column, threshold=self.params.threshold, max_iterations=self.params.max_iterations)
+        return resolve_ray(signatures, reason=self.reason, cluster_column=self.cluster_column, threshold=self.params.threshold, max_iterations=self.params.max_iterations, partitions=self.params.partitions)
 
     def resolve_spark(self, signatures):
         from refinery.stages.dedup.spark_engine import resolve_spark
