@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from refinery.classifiers import synthetic
 from refinery.classifiers.cli import main as cli_main
 from refinery.classifiers.data import read_labeled
 from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, train
@@ -62,13 +63,51 @@ def test_roc_auc_known_values():
     assert roc_auc([1, 1, 1], [1, 0, 1]) == pytest.approx(0.5)
 
 
+PERMISSIVE = ("public domain", "Apache-2.0", "MIT", "CC BY 4.0")
+RESTRICTED = ("non-commercial", "no license", "BY-NC 4.0:", "BY-SA")
+
+
 def test_shipped_models_and_cards():
     root = Path(__file__).parents[1] / "models" / "classifiers"
     for name, positive in (("quality", "hq"), ("safety", "spam")):
         card = json.loads((root / f"{name}.ftz.json").read_text())
         assert card["positive_label"] == positive and card["heldout"]["accuracy"] > 0.9
-        assert all("license" in source for source in card["sources"].values())
+        for source in card["sources"].values():
+            assert source["license"].startswith(PERMISSIVE), source
+            assert not any(word in source["license"] for word in RESTRICTED), source
+        assert set(card["heldout"]["by_source"]) == set(card["sources"])
         assert positive in FastTextClassifier(root / f"{name}.ftz").labels
+    quality = json.loads((root / "quality.ftz.json").read_text())
+    assert all(check["n"] > 0 for check in quality["out_of_domain"].values())
+    safety = json.loads((root / "safety.ftz.json").read_text())
+    assert "Almeida" in safety["attribution"] and "CC BY 4.0" in safety["attribution"]
+
+
+def test_derived_negatives_are_deterministic_and_shaped():
+    speech = (DATA / "2005-GWBush.txt").read_text()[:4000]
+    source_words = set(synthetic.words(speech))
+    for kind, derive in synthetic.DERIVATIONS.items():
+        first = derive(speech, synthetic.rng_for("state_union/2005-GWBush", kind))
+        assert first == derive(speech, synthetic.rng_for("state_union/2005-GWBush", kind))
+        assert first != derive(speech, synthetic.rng_for("state_union/2006-GWBush", kind))
+        assert {w.lower() for w in synthetic.words(first)} <= {w.lower() for w in source_words}
+    salad = synthetic.word_salad(speech, synthetic.rng_for("x", "salad"))
+    assert sorted(salad.split()) != salad.split() and len(salad.split()) >= 60
+    menu = synthetic.menu_lines(speech, synthetic.rng_for("x", "menu")).split("\n")
+    assert len(menu) >= 10 and all(1 <= len(line.split()) <= 3 for line in menu)
+    repeated = synthetic.repeated_lines(speech, synthetic.rng_for("x", "repeat")).split("\n")
+    assert len(set(repeated)) <= 3 and len(repeated) >= 5
+
+
+def test_shipped_quality_model_separates_prose_from_derived_junk():
+    model = FastTextClassifier(Path(__file__).parents[1] / "models" / "classifiers" / "quality.ftz")
+    speech = (DATA / "2005-GWBush.txt").read_text()
+    paragraphs = [p for p in speech.split("\n\n") if len(p) > 400][:10]
+    assert len(paragraphs) == 10
+    junk = [derive(p, synthetic.rng_for(str(i), kind)) for i, p in enumerate(paragraphs) for kind, derive in synthetic.DERIVATIONS.items()]
+    hq = model.labels.index("hq")
+    assert (model.predict_proba(paragraphs)[:, hq] > 0.5).mean() >= 0.9
+    assert (model.predict_proba(junk)[:, hq] < 0.5).mean() >= 0.8
 
 
 def _batch(texts, urls, langs=None):
