@@ -114,7 +114,7 @@ class Head:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
@@ -153,6 +153,7 @@ def last_line(capsys) -> str:
     return capsys.readouterr().out.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_submit_wait_and_statistics(head, job_file, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path.parent)  # the relative input paths resolve against the config's folder
     run_dir = tmp_path / "run"
@@ -190,6 +191,7 @@ def test_submit_wait_and_statistics(head, job_file, tmp_path, capsys, monkeypatc
     assert last_line(capsys) == "SUCCEEDED"
 
 
+@pytest.mark.slow
 def test_authentication_stays_on(head, job_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token to fall back on
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
