@@ -45,6 +45,22 @@ def _claim_run_dir(plan: Plan, job: Job) -> None:
     atomic_write_text(plan.run.job, resolved)
 
 
+def _write_resolution_stats(plan: Plan, stage, resolution) -> None:
+    """A global stage's own figures (e.g. dedup clusters) join its statistics as one more part."""
+    describe = getattr(stage, "resolution_stats", None)
+    if describe is None:
+        return
+    found = describe(resolution)
+    stats = StageStats(stage=stage.name, kind=stage.kind, extra=found.get("extra", {}))
+    stats.histograms.update(found.get("histograms", {}))
+    for example in found.get("examples", []):
+        members = ", ".join(example.get("members", []))
+        stats.examples.setdefault("clusters", []).append(
+            {"key": str(example["cluster"]), "id": str(example.get("kept")), "url": None,
+             "text": f"cluster of {example.get('size')}: {members}"})
+    atomic_write_text(plan.run.root / "_parts" / stage.name / "resolve.json", stats.to_json())
+
+
 def run(job: Job, out: str | Path, runner: str | None = None, **options) -> list[StageStats]:
     """Run a validated job into `out`; finished units of an earlier attempt are skipped."""
     plan = Plan(job, out)
@@ -55,12 +71,7 @@ def run(job: Job, out: str | Path, runner: str | None = None, **options) -> list
             if segment.opener is not None and not plan.run.resolution(segment.opener.name).exists():
                 previous = plan.segments[segment.index - 1]
                 resolution = engine.resolve(segment.opener, plan.parts(previous))
-                extra = getattr(segment.opener, "resolution_stats", None)
-                if extra is not None:
-                    stats = StageStats(stage=segment.opener.name, kind=segment.opener.kind)
-                    stats.extra, hist = extra(resolution)
-                    stats.histograms.update(hist)
-                    atomic_write_text(plan.run.root / "_parts" / segment.opener.name / "resolve.json", stats.to_json())
+                _write_resolution_stats(plan, segment.opener, resolution)
                 atomic_write_parquet(plan.run.resolution(segment.opener.name), resolution)
             units = plan.units(segment)
             pending = [(i, path) for i, path in enumerate(units) if not plan.run.is_done(segment.index, i)]

@@ -1,4 +1,4 @@
-"""The Ray runner: Ray Data `map_batches` over pyarrow blocks, model stages in actor pools.
+"""The Ray runner: Ray Data `map_batches` over pyarrow blocks; segments with models run in actor pools.
 
 Units are processed in waves; when a wave's dataset has been fully consumed, its units are
 marked done, so a killed run redoes at most one wave. Each block keeps its unit/chunk tags,
@@ -11,16 +11,10 @@ import os
 
 import pyarrow as pa
 
-from refinery.pipeline.plan import CHUNK, UNIT, Plan, Segment, empty_resolution, run_stage_on_chunk, split_chunks, write_chunk
+from refinery.pipeline.plan import (CHUNK, UNIT, Plan, Segment, empty_resolution, ready_stages, run_stage_on_chunk,
+                                    split_chunks, write_chunk)
 from refinery.pipeline.progress import Progress
-from refinery.pipeline.stage import GlobalStage, MapStage
-
-log = logging.getLogger("refinery")
-
-
-def _concat(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
-
+from refinery.pipeline.stage import GlobalStage
 
 def _read_units(table: pa.Table, plan: Plan, segment: Segment):
     """Reads the units of a block of (unit, path) rows, one output block per chunk."""
@@ -32,17 +26,22 @@ def _read_units(table: pa.Table, plan: Plan, segment: Segment):
                 yield pa.Table.from_batches([batch])
 
 
-class StageBatches:
-    """One map stage over blocks; as an actor-pool class its `setup` runs once per actor."""
+class SegmentChain:
+    """A segment's map stages over blocks. Run as an actor-pool class when a stage holds a model,
+    so each actor loads the models once and keeps them for every block it is given."""
 
-    def __init__(self, plan: Plan, segment: Segment, stage: MapStage):
-        self.plan, self.segment, self.stage = plan, segment, stage
-        stage.setup()
+    def __init__(self, plan: Plan, segment: Segment):
+        self.plan, self.segment = plan, segment
+        self.stages = ready_stages(plan, segment)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        kept = [run_stage_on_chunk(self.plan, self.segment, self.stage, b) for b in split_chunks(table)]
-        kept = [b for b in kept if b.num_rows]
-        return _concat(kept, kept[0].schema) if kept else table.slice(0, 0)
+        kept = []
+        for batch in split_chunks(table):
+            for stage in self.stages:
+                batch = run_stage_on_chunk(self.plan, self.segment, stage, batch)
+            if batch.num_rows:
+                kept.append(batch)
+        return pa.Table.from_batches(kept) if kept else table.slice(0, 0)
 
 
 def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
@@ -81,17 +80,18 @@ class RayEngine:
         self.wave_units = wave_units or max(8, 4 * self.parallelism)
 
     def _dataset(self, segment: Segment, units: list[tuple[int, str]]):
+        import ray
         import ray.data
 
         items = [{"unit": u, "path": p} for u, p in units]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(_read_units, fn_args=(self.plan, segment), batch_size=1, batch_format="pyarrow")
-        for stage in self.plan.map_stages(segment):
-            if stage.uses_model:
-                ds = ds.map_batches(StageBatches, fn_constructor_args=(self.plan, segment, stage), batch_size=None,
-                                    batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=self.actors))
-            else:
-                ds = ds.map_batches(_stage_task, fn_args=(self.plan, segment, stage), batch_size=None, batch_format="pyarrow")
+        if any(stage.uses_model for stage in self.plan.map_stages(segment)):
+            pool = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)
+            ds = ds.map_batches(SegmentChain, fn_constructor_args=(self.plan, segment), batch_size=None,
+                                batch_format="pyarrow", compute=pool)
+        else:
+            ds = ds.map_batches(_chain_task, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
         return ds.map_batches(_write_parts, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
 
     def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
@@ -121,8 +121,8 @@ class RayEngine:
             ray.shutdown()
 
 
-def _stage_task(table: pa.Table, plan: Plan, segment: Segment, stage: MapStage) -> pa.Table:
-    return StageBatches(plan, segment, stage)(table)
+def _chain_task(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
+    return SegmentChain(plan, segment)(table)
 
 
 def _signature_task(table: pa.Table, stage: GlobalStage) -> pa.Table:
