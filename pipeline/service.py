@@ -11,7 +11,7 @@ What travels with the job (its runtime environment):
 - the project's code, with `--code ship`: the package folders and bundled files (models,
   blocklists, conf) staged as one `refinery` module in `py_modules`, for clusters whose image
   lacks lm-refinery. Then stage files under the project are kept relative, so they resolve
-  against the shipped copy. `--code installed` (the default) relies on the cluster's own
+  against the shipped copy (also placed in the job's working directory). `--code installed` (the default) relies on the cluster's own
   install: nothing is uploaded but the config, and no editable checkout is shadowed.
 
 Authentication: Ray's token authentication stays on. The token is sent as an
@@ -94,11 +94,16 @@ def stage_code(into: Path) -> Path:
     for name in PACKAGES:
         spec = importlib.util.find_spec(f"refinery.{name}")
         shutil.copytree(list(spec.submodule_search_locations)[0], target / name, ignore=ignore)
+    copy_bundled(target)
+    return target
+
+
+def copy_bundled(target: Path) -> None:
+    """The project's bundled files (models, blocklists, conf) under `target`, same relative paths."""
     root = project_root()
     for name in BUNDLED:
         if (root / name).is_dir():
-            shutil.copytree(root / name, target / name, ignore=ignore)
-    return target
+            shutil.copytree(root / name, target / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
 
 
 def _portable(value: str, bases: list[Path], keep_under: Path | None) -> str:
@@ -171,7 +176,10 @@ def submit(conf: str | Path, out: str, address: str | None = None, *, runner: st
         runtime_env: dict = {"working_dir": str(workdir), "env_vars": {"RAY_DISABLE_USAGE_STATS": "1"}}
         command = "refinery"
         if ship:
+            # bundled files twice: under the module for the package's own defaults, and in the
+            # working directory, where every stage resolves relative paths from the config
             runtime_env["py_modules"] = [str(stage_code(Path(tmp)))]
+            copy_bundled(workdir)
             command = "python -m refinery.pipeline.cli"
         if pip:
             runtime_env["pip"] = list(pip)
