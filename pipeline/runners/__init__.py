@@ -8,6 +8,8 @@ import yaml
 
 from refinery.pipeline.config import ConfigError, Job
 from refinery.pipeline.plan import Plan, merge_stats
+from refinery.pipeline.progress import Progress
+from refinery.pipeline.readers import READ
 from refinery.pipeline.rundir import atomic_write_parquet, atomic_write_text
 from refinery.pipeline.stats import StageStats
 
@@ -79,7 +81,9 @@ def run(job: Job, out: str | Path, runner: str | None = None, **options) -> list
                 plan.run.clear_unit(segment.index, unit, plan.output_dir(segment))
             log.info("segment %d: %d units, %d to do", segment.index, len(units), len(pending))
             if pending:
-                engine.map_units(segment, pending)
+                first = READ if segment.index == 0 else plan.map_stages(segment)[0].name
+                with Progress(plan.run, segment.index, first, len(pending)):
+                    engine.map_units(segment, pending)
         for stage in plan.stages:
             stage.finalize(plan.run)
     finally:

@@ -8,7 +8,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 import pyarrow as pa
 
 from refinery.pipeline.plan import Plan, Segment, empty_resolution, process_unit, signatures_of_part
-from refinery.pipeline.progress import Progress
 from refinery.pipeline.stage import GlobalStage
 
 
@@ -34,10 +33,8 @@ class LocalEngine:
             yield future.result()
 
     def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
-        progress = Progress(len(pending), f"segment {segment.index}")
-        for docs, nbytes in self._map(process_unit, [(self.plan, segment.index, unit, path) for unit, path in pending]):
-            progress.update(docs, nbytes)
-        progress.close()
+        for _ in self._map(process_unit, [(self.plan, segment.index, unit, path) for unit, path in pending]):
+            pass
 
     def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
         tables = list(self._map(signatures_of_part, [(stage, path) for path in parts]))

@@ -13,7 +13,6 @@ import pyarrow as pa
 
 from refinery.pipeline.plan import (CHUNK, UNIT, Plan, Segment, empty_resolution, ready_stages, run_stage_on_chunk,
                                     split_chunks, write_chunk)
-from refinery.pipeline.progress import Progress
 from refinery.pipeline.stage import GlobalStage
 
 def _read_units(table: pa.Table, plan: Plan, segment: Segment):
@@ -95,14 +94,11 @@ class RayEngine:
         return ds.map_batches(_write_parts, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
 
     def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
-        progress = Progress(len(pending), f"segment {segment.index}")
         for start in range(0, len(pending), self.wave_units):
             wave = pending[start : start + self.wave_units]
-            docs = self._dataset(segment, wave).sum("docs") or 0
+            self._dataset(segment, wave).sum("docs")
             for unit, path in wave:
                 self.plan.run.mark_done(segment.index, unit, path)
-            progress.update(docs, 0, units=len(wave))
-        progress.close()
 
     def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
         import ray.data

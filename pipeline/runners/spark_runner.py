@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refinery.pipeline.plan import Plan, Segment, empty_resolution, process_unit
-from refinery.pipeline.progress import Progress
 from refinery.pipeline.stage import GlobalStage
 
 UNIT_RESULT = "unit long, docs long, bytes long"
@@ -52,12 +51,8 @@ class SparkEngine:
                 yield pa.RecordBatch.from_pydict({"unit": units, "docs": [r[0] for r in results],
                                                   "bytes": [r[1] for r in results]})
 
-        progress = Progress(len(pending), f"segment {segment.index}")
         units = self.spark.createDataFrame([(u, p) for u, p in pending], "unit long, path string")
-        rows = units.repartition(len(pending), "unit").mapInArrow(run_units, UNIT_RESULT).collect()
-        for row in rows:
-            progress.update(row["docs"], row["bytes"])
-        progress.close()
+        units.repartition(len(pending), "unit").mapInArrow(run_units, UNIT_RESULT).collect()
 
     def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
         from pyspark.sql.pandas.types import from_arrow_schema
