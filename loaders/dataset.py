@@ -1,11 +1,13 @@
 """`TokenDataset`: a resumable torch IterableDataset of packed windows over token shards.
 
-Global order. For epoch `e` the documents form one token stream that depends only on the
-shards, `seed`, `e` and `shuffle`: shards are permuted, taken in groups of `shuffle_shards`,
-the blocks of a group permuted, and the documents of a block permuted; EOS follows every
-document (unless the shards already end documents with it). Window `g` is the `seq_len + 1`
-tokens starting at token `g * seq_len` (consecutive windows overlap by one token, so every
-token is a target exactly once). An epoch has `(stream_tokens - 1) // seq_len` windows.
+Global order. For epoch `e`, shards are permuted (from `seed` and `e`) and taken in groups of
+`shuffle_shards`; a group's blocks are permuted and laid end to end into the group's token
+stream (documents keep their stored order inside a block; EOS follows every document unless
+the shards already end documents with it). The group's stream is cut into windows of
+`seq_len + 1` tokens, window `w` starting at token `w * seq_len` (consecutive windows overlap
+by one token, so every token is a target exactly once), and the windows are permuted: a batch
+holds windows from anywhere in the group, while a worker only needs the group's shards at a
+time. The epoch's order is the groups' permuted windows, one group after the other.
 
 Split. Rank `r` of `world_size` takes windows `start + r + world_size * q`, q = 0, 1, ... —
 the same count on every rank (the tail that does not divide is dropped). Inside a rank, the
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -51,11 +53,17 @@ IGNORE_INDEX = -100
 
 @dataclass
 class _Epoch:
-    """One epoch's block order and the stream offset where each block starts."""
+    """One epoch's layout: block order, stream offsets, and the shard groups' windows."""
 
     order: np.ndarray  # block ids in stream order
     starts: np.ndarray  # starts[i] = first stream token of order[i]; starts[-1] = stream length
-    windows: int
+    group_tokens: np.ndarray  # first stream token of each group (+ stream length)
+    group_windows: np.ndarray  # first global window of each group (+ window count)
+    perms: dict = field(default_factory=dict)  # group -> window permutation, made on first use
+
+    @property
+    def windows(self) -> int:
+        return int(self.group_windows[-1])
 
 
 class TokenDataset(IterableDataset):
@@ -77,7 +85,7 @@ class TokenDataset(IterableDataset):
         filesystem=None,
         cache_dir: str | os.PathLike | None = None,
         verify: bool = True,
-        block_cache: int = 4,
+        block_cache: int = 4096,
     ):
         if seq_len < 1:
             raise ValueError("seq_len must be >= 1")
@@ -120,7 +128,7 @@ class TokenDataset(IterableDataset):
         self._start = 0  # global window where the current pass began
         self._count = 0  # items this rank took since `_start`
         self._epochs: dict[int, _Epoch] = {}
-        self._blocks: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._blocks: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -137,78 +145,94 @@ class TokenDataset(IterableDataset):
         if layout is None:
             n_shards = len(self.source.manifest["shards"])
             if self.shuffle:
-                rng = self._rng(epoch)
+                rng = self._rng(epoch, 0)
                 shards = rng.permutation(n_shards)
                 by_shard = [np.flatnonzero(self._block_shard == s) for s in range(n_shards)]
-                order = []
-                for g in range(0, n_shards, self.shuffle_shards):
-                    group = np.concatenate([by_shard[s] for s in shards[g : g + self.shuffle_shards]])
-                    order.append(rng.permutation(group))
-                order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+                groups = [rng.permutation(np.concatenate([by_shard[s] for s in shards[g : g + self.shuffle_shards]]))
+                          for g in range(0, n_shards, self.shuffle_shards)]
             else:
-                order = np.arange(len(self._block_len))
+                groups = [np.arange(len(self._block_len))]
+            order = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
             starts = np.zeros(len(order) + 1, dtype=np.int64)
             np.cumsum(self._block_len[order], out=starts[1:])
-            windows = max(0, int(starts[-1]) - 1) // self.seq_len
-            layout = self._epochs[epoch] = _Epoch(order, starts, windows)
+            group_tokens = starts[np.cumsum([0] + [len(g) for g in groups])]
+            windows = np.maximum(np.diff(group_tokens) - 1, 0) // self.seq_len
+            group_windows = np.concatenate([[0], np.cumsum(windows)]).astype(np.int64)
+            layout = self._epochs[epoch] = _Epoch(order, starts, group_tokens, group_windows)
         return layout
 
     def windows_per_epoch(self, epoch: int | None = None) -> int:
         return self.epoch_layout(self._epoch if epoch is None else epoch).windows
 
-    def _block(self, epoch: int, position: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of the block at `position` of the epoch's order, as they appear in the
-        stream (documents permuted, EOS appended), and where each document starts."""
+    def _window_starts(self, epoch: int, indices: np.ndarray) -> np.ndarray:
+        """First stream token of each global window."""
         layout = self.epoch_layout(epoch)
-        block = int(layout.order[position])
-        key = (epoch, position)
-        hit = self._blocks.get(key)
+        group = np.searchsorted(layout.group_windows, indices, side="right") - 1
+        local = indices - layout.group_windows[group]
+        if self.shuffle:
+            if group[0] == group[-1]:  # sorted indices, one group: the usual case
+                local = self._group_perm(layout, epoch, int(group[0]))[local]
+            else:
+                local = local.copy()
+                for g in np.unique(group).tolist():
+                    rows = group == g
+                    local[rows] = self._group_perm(layout, epoch, g)[local[rows]]
+        return layout.group_tokens[group] + local * self.seq_len
+
+    def _group_perm(self, layout: _Epoch, epoch: int, group: int) -> np.ndarray:
+        perm = layout.perms.get(group)
+        if perm is None:
+            n = int(layout.group_windows[group + 1] - layout.group_windows[group])
+            perm = layout.perms[group] = self._rng(epoch, 1, group).permutation(n)
+        return perm
+
+    def _block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """A block's token values (zero copy from the mapped shard), where its documents start
+        in the stream, and where EOS is inserted after each document (None: not inserted)."""
+        hit = self._blocks.get(block)
         if hit is not None:
-            self._blocks.move_to_end(key)
+            self._blocks.move_to_end(block)
             return hit
         batch = self.source.batch(int(self._block_shard[block]), int(self._block_batch[block]))
         ids = batch.column(0)
-        # Straight from the memory-mapped Arrow buffers (zero copy, no pandas round trip).
         _, offset_buf, _, value_buf = ids.buffers()
         offsets = np.frombuffer(offset_buf, dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
         values = np.frombuffer(value_buf, dtype=np.int32)[offsets[0] : offsets[-1]]
         offsets = offsets.astype(np.int64) - offsets[0]
-        lengths = np.diff(offsets)
-        n_docs = len(lengths)
-        perm = self._rng(epoch, block).permutation(n_docs) if self.shuffle else np.arange(n_docs)
-        extra = 1 if self.append_eos else 0
-        seg = lengths[perm] + extra
-        starts = np.zeros(n_docs + 1, dtype=np.int64)
-        np.cumsum(seg, out=starts[1:])
-        if not self.shuffle and not extra:
-            tokens = values.copy()  # the mapped buffer is read-only; batches are built from a copy
+        if self.append_eos:
+            shift = np.arange(len(offsets) - 1)
+            hit = (values, offsets[:-1] + shift, offsets[1:] + shift)
         else:
-            eos = np.full(1, self.eos_id, dtype=values.dtype)
-            pieces = []
-            for d in perm.tolist():
-                pieces.append(values[offsets[d] : offsets[d + 1]])
-                if extra:
-                    pieces.append(eos)
-            tokens = np.concatenate(pieces) if pieces else values[:0]
-        hit = (tokens, starts[:-1])
-        self._blocks[key] = hit
+            hit = (values, offsets[:-1], None)
+        self._blocks[block] = hit
         if len(self._blocks) > self.block_cache:
             self._blocks.popitem(last=False)
         return hit
 
+    def _read(self, block: int, a: int, b: int) -> np.ndarray:
+        """Stream tokens `a .. b-1` of a block (block-local positions)."""
+        values, _, ends = self._block(block)
+        if ends is None:
+            return values[a:b]
+        c0, c1 = np.searchsorted(ends, [a, b]).tolist()
+        piece = values[a - c0 : b - c1]
+        if c1 > c0:
+            piece = np.insert(piece, ends[c0:c1] - a - np.arange(c1 - c0), self.eos_id)
+        return piece
+
     def _window_tokens(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The `seq_len + 1` tokens of window `index` and where documents start inside it."""
         layout = self.epoch_layout(epoch)
-        lo = index * self.seq_len
+        lo = int(self._window_starts(epoch, np.asarray([index]))[0])
         hi = lo + self.seq_len + 1
         pos = int(np.searchsorted(layout.starts, lo, side="right")) - 1
         pieces, doc_starts = [], []
         at = lo
         while at < hi:
-            tokens, starts = self._block(epoch, pos)
-            base = int(layout.starts[pos])
-            a, b = at - base, min(hi, base + len(tokens)) - base
-            pieces.append(tokens[a:b])
+            block, base = int(layout.order[pos]), int(layout.starts[pos])
+            a, b = at - base, min(hi, int(layout.starts[pos + 1])) - base
+            pieces.append(self._read(block, a, b))
+            starts = self._block(block)[1]
             first, last = np.searchsorted(starts, [a, b])
             doc_starts.append(starts[first:last] - a + (at - lo))
             at = base + b
@@ -228,40 +252,19 @@ class TokenDataset(IterableDataset):
 
     def _gather(self, epoch: int, indices: np.ndarray, spans: tuple[tuple[int, int], ...]) -> list[torch.Tensor]:
         """For each `(shift, length)` in `spans`, an int64 `[n, length]` tensor holding tokens
-        `shift .. shift + length - 1` of each window: one strided copy per block touched."""
+        `shift .. shift + length - 1` of each window, copied straight from the mapped blocks."""
         layout = self.epoch_layout(epoch)
-        n = len(indices)
-        lo = indices * self.seq_len
-        first = int(np.searchsorted(layout.starts, lo[0], side="right")) - 1
-        if first == int(np.searchsorted(layout.starts, lo[-1] + self.seq_len, side="right")) - 1:
-            step = int(lo[1] - lo[0]) if n > 1 else 1
-            if n < 3 or bool(np.all(np.diff(lo) == step)):
-                # One block, evenly spaced windows (a batch's usual case): one strided copy each.
-                tokens = torch.from_numpy(self._block(epoch, first)[0])
-                base = int(lo[0] - layout.starts[first])
-                return [torch.as_strided(tokens, (n, length), (step, 1), base + shift).to(torch.int64) for shift, length in spans]
+        lo = self._window_starts(epoch, indices)
         pos = np.searchsorted(layout.starts, lo, side="right") - 1
         inside = pos == np.searchsorted(layout.starts, lo + self.seq_len, side="right") - 1
-        outs = [np.empty((n, length), dtype=np.int64) for _, length in spans]
-        for p in np.unique(pos[inside]):
-            rows = np.flatnonzero(inside & (pos == p))
-            if len(rows) == n:
-                rows = slice(None)
-            tokens, _ = self._block(epoch, int(p))
-            offsets = lo[rows] - layout.starts[p]
-            steps = np.diff(offsets)
-            even = len(offsets) > 1 and steps[0] > 0 and bool(np.all(steps == steps[0]))
-            for out, (shift, length) in zip(outs, spans):
-                if even:
-                    # Evenly spaced windows (the usual case): a strided view, copied in one pass.
-                    view = tokens[offsets[0] + shift :]
-                    out[rows] = np.lib.stride_tricks.as_strided(
-                        view, shape=(len(offsets), length), strides=(int(steps[0]) * view.strides[0], view.strides[0]), writeable=False
-                    )
-                else:
-                    out[rows] = tokens[offsets[:, None] + shift + np.arange(length)]
-        for row in np.flatnonzero(~inside):
-            window = self._window_tokens(epoch, int(indices[row]))[0]
+        outs = [np.empty((len(indices), length), dtype=np.int64) for _, length in spans]
+        offsets = lo - layout.starts[pos]
+        blocks = layout.order[pos]
+        for row, (block, a, one_block) in enumerate(zip(blocks.tolist(), offsets.tolist(), inside.tolist())):
+            if one_block:
+                window = self._read(block, a, a + self.seq_len + 1)
+            else:
+                window = self._window_tokens(epoch, int(indices[row]))[0]
             for out, (shift, length) in zip(outs, spans):
                 out[row] = window[shift : shift + length]
         return [torch.from_numpy(out) for out in outs]

@@ -1,5 +1,5 @@
 """Where shards come from: a local folder (memory-mapped) or any `pyarrow.fs` / fsspec URI
-(downloaded once into a local cache, then memory-mapped). Each block's sha256 is checked against
+(downloaded once into a local cache, then memory-mapped). Each block's digest is checked against
 the manifest the first time a process reads it, and a shard's schema and footer when it is
 opened, so corrupted bytes are never used.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import xxhash
 
 from refinery.tokenize.shards import MANIFEST, read_manifest
 
@@ -100,9 +101,9 @@ class ShardSource:
                     self._reject(entry, path, f"{size} bytes, manifest says {entry['bytes']}")
                 blocks = entry["blocks"]
                 head, tail = blocks[0][2], blocks[-1][2] + blocks[-1][3]
-                digest = hashlib.sha256(whole[:head])
+                digest = xxhash.xxh3_128(whole[:head])
                 digest.update(whole[tail:])
-                if digest.hexdigest() != entry["meta_sha256"]:
+                if digest.hexdigest() != entry["meta_xxh3_128"]:
                     self._reject(entry, path, "schema or footer checksum does not match the manifest")
             opened = self._readers[index] = (pa.ipc.open_file(mapped), whole, set())
         return opened[0]
@@ -114,7 +115,7 @@ class ShardSource:
         if self.verify and block not in verified:
             entry = self.manifest["shards"][index]
             _, _, offset, length, expected = entry["blocks"][block]
-            if hashlib.sha256(whole[offset : offset + length]).hexdigest() != expected:
+            if xxhash.xxh3_128_hexdigest(whole[offset : offset + length]) != expected:
                 self._reject(entry, self._local_path(index), f"block {block} checksum does not match the manifest")
             verified.add(block)
         return reader.get_batch(block)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import torch
 from torch.utils.data import DataLoader
 
 from refinery.loaders.dataset import TokenDataset
@@ -28,21 +29,31 @@ class TokenLoader:
         self.batch_size = batch_size
         # The dataset now yields whole batches (one per chunk of `batch_size` items).
         dataset.batch_size = dataset.chunk = batch_size
-        self.loader = DataLoader(
-            dataset,
-            batch_size=None,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            prefetch_factor=prefetch_factor if num_workers else None,
-            persistent_workers=False,
-        )
+        self.pin_memory = pin_memory
+        # Without workers a DataLoader adds nothing but per-batch overhead: iterate directly.
+        self.loader = None
+        if num_workers:
+            self.loader = DataLoader(
+                dataset,
+                batch_size=None,
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                prefetch_factor=prefetch_factor,
+                persistent_workers=False,
+            )
+
+    def _in_process(self) -> Iterator[dict]:
+        for batch in self.dataset:
+            if self.pin_memory:
+                batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
+            yield batch
 
     def __iter__(self) -> Iterator[dict]:
         ds = self.dataset
         ds._normalize()
         epoch = ds._epoch
         delivered = 0
-        for batch in self.loader:
+        for batch in self.loader if self.loader is not None else self._in_process():
             delivered += len(batch["input_ids"])
             ds._count = delivered
             yield batch

@@ -3,11 +3,11 @@
 Each shard holds `input_ids: list<int32>` and `doc_id: string`, one row per document, cut
 into record batches ("blocks") of about `block_tokens` tokens. Blocks are the loader's unit
 of shuffling and of random access, so the manifest records every block's documents, tokens,
-byte range and sha256: a reader can place any global token position without opening a shard,
+byte range and XXH3-128 digest (fast enough to check on every first read): a reader can place any global token position without opening a shard,
 and verifies each block when it first reads it (the bytes outside the blocks, i.e. schema and
-footer, are checked against `meta_sha256` when the shard is opened), so no corrupted byte is
-used and the first batch does not wait for a whole shard to be hashed. `checksum` covers the
-whole file, for tools that copy shards around. Output is a pure
+footer, are checked against `meta_xxh3_128` when the shard is opened), so no corrupted byte is
+used and the first batch does not wait for a whole shard to be hashed. `checksum` (sha256)
+covers the whole file, for tools that copy shards around. Output is a pure
 function of the input rows and the sizes: buffers are rebuilt from zero, nothing is
 compressed, and no timestamps or host names are written, so identical input gives
 byte-identical shards. The folder appears atomically (written beside, then renamed).
@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import xxhash
 
 from refinery.tokenize.tokenizer import TOKEN_LIST
 
@@ -33,7 +34,7 @@ FORMAT = "refinery-token-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
 # Each shard's `blocks` entry: one list per record batch, in file order.
-BLOCK_FIELDS = ("documents", "tokens", "offset", "length", "sha256")
+BLOCK_FIELDS = ("documents", "tokens", "offset", "length", "xxh3_128")
 SHARD_SCHEMA = pa.schema([pa.field("input_ids", TOKEN_LIST, nullable=False), pa.field("doc_id", pa.string(), nullable=False)])
 
 
@@ -122,10 +123,10 @@ class ShardWriter:
         os.replace(tmp, self.folder / name)
         view = memoryview(data)
         blocks = [
-            [b.num_rows, len(b.column(0).values), offset, length, hashlib.sha256(view[offset : offset + length]).hexdigest()]
+            [b.num_rows, len(b.column(0).values), offset, length, xxhash.xxh3_128_hexdigest(view[offset : offset + length])]
             for b, (offset, length) in zip(self._blocks, ranges)
         ]
-        meta = hashlib.sha256(view[: ranges[0][0]])
+        meta = xxhash.xxh3_128(view[: ranges[0][0]])
         meta.update(view[ranges[-1][0] + ranges[-1][1] :])
         self._shards.append(
             {
@@ -134,7 +135,7 @@ class ShardWriter:
                 "tokens": sum(b[1] for b in blocks),
                 "bytes": len(data),
                 "checksum": "sha256:" + hashlib.sha256(data).hexdigest(),
-                "meta_sha256": meta.hexdigest(),
+                "meta_xxh3_128": meta.hexdigest(),
                 "blocks": blocks,
             }
         )
