@@ -1,11 +1,14 @@
 """The train loop on real shards: loss goes down, SIGKILL + `--resume auto` continues the exact
 loss sequence, DDP over two gloo ranks matches one process, checkpoints stay atomic and few."""
+import gzip
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,16 +26,18 @@ from refinery.trainer.loop import train
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER = REPO / "models" / "tokenizer" / "refinery-demo-8k.model"
 TEXTS = REPO / "tests" / "data" / "spine" / "inaugural-a.jsonl"
+HELD_OUT = REPO / "tests" / "data" / "spine" / "inaugural-b.jsonl.gz"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-STEPS, EVERY = 24, 4
+STEPS, EVERY = 16, 4
 
 
-def make_shards(folder: Path) -> Path:
+def make_shards(folder: Path, texts: Path = TEXTS) -> Path:
     """Token shards of US inaugural addresses (public domain), several shards and blocks."""
     tok = Tokenizer(TOKENIZER, threads=1)
-    rows = [json.loads(line) for line in TEXTS.read_text().splitlines()]
+    raw = gzip.decompress(texts.read_bytes()) if texts.suffix == ".gz" else texts.read_bytes()
+    rows = [json.loads(line) for line in raw.decode().splitlines()]
     ids = tok.encode_arrow(pa.array([r["text"] for r in rows], pa.large_string()))
-    batch = pa.record_batch([ids, pa.array([r["id"] for r in rows])], names=["input_ids", "id"])
+    batch = pa.record_batch([ids, pa.array([r.get("id", f"{texts.name}#{i}") for i, r in enumerate(rows)])], names=["input_ids", "id"])
     write_shards([batch], folder, tok.info(add_bos=False, add_eos=False), shard_bytes=64 << 10, block_tokens=4096)
     return folder
 
@@ -108,7 +113,9 @@ def _killed_run(mode: str, k: int, conf: Path, shards: Path, out: Path, steps: i
 @pytest.fixture(scope="module")
 def reference(shards, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference")
-    conf = tiny_config(tmp, **{"checkpoint.every": EVERY})
+    valid = make_shards(tmp / "valid", HELD_OUT)
+    conf = tiny_config(tmp, **{"checkpoint.every": EVERY, "data.valid": str(valid), "data.valid_every": 8,
+                               "data.valid_batches": 2, "tensorboard": True})
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -123,13 +130,17 @@ def test_tiny_model_learns_checkpoints_and_exports(reference):
     assert [s for s, _ in seq] == list(range(1, STEPS + 1))
     first, last = sum(v for _, v in seq[:4]) / 4, sum(v for _, v in seq[-4:]) / 4
     assert first > 8.5 and last < first - 1.0, (first, last)
-    # keep=3 of the checkpoints at 4, 8, ..., 24; the pointer names the newest
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
+    assert [s for s, _ in valid] == [8, 16] and valid[1][1] < valid[0][1] < 9.0
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    # keep=3 of the checkpoints at 4, 8, 12, 16; the pointer names the newest
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
-    assert ckpts == ["step_00000016", "step_00000020", "step_00000024"]
-    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000024"
-    state = torch.load(run / "checkpoints" / "step_00000024" / "rank-00000.pt", weights_only=True)
+    assert ckpts == ["step_00000008", "step_00000012", "step_00000016"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000016"
+    state = torch.load(run / "checkpoints" / "step_00000016" / "rank-00000.pt", weights_only=True)
     assert state["loader"]["consumed"] == STEPS * 8 and set(state["rng"]) >= {"torch", "python", "numpy"}
-    shared = torch.load(run / "checkpoints" / "step_00000024" / "train_state.pt", weights_only=True)
+    shared = torch.load(run / "checkpoints" / "step_00000016" / "train_state.pt", weights_only=True)
     assert shared["step"] == STEPS and shared["scheduler"]["last_epoch"] == STEPS
     model = load_hf(run / "hf")
     assert model.cfg.vocab_size == 8000
@@ -162,7 +173,7 @@ def test_sigkill_during_checkpoint_write_then_resume_matches(shards, reference, 
 
 def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
     """Two ranks with 2 windows each take the same 4 windows per step as one rank with 4."""
-    steps = 4
+    steps = 3
     single = tiny_config(tmp_path, micro_batch_size=4, grad_accum=1)
     train(load_train_config(single), str(shards), tmp_path / "one", max_steps=steps)
     (tmp_path / "ddp").mkdir()
@@ -189,3 +200,43 @@ def test_config_errors_name_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown preset"):
         load_train_config(bad)
     assert isinstance(load_train_config(REPO / "conf" / "train" / "tiny.yaml"), TrainConfig)
+
+
+def _supervise(conf: Path, shards: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "refinery.trainer.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
+           "--max-steps", str(STEPS), "--supervise", *extra]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_supervisor_restarts_killed_run_and_records_class(shards, reference, tmp_path):
+    conf, expected, _ = reference
+    out = tmp_path / "run"
+    sup = _supervise(conf, shards, out, "--max-restarts", "2")
+    metrics = out / "metrics.jsonl"
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert sup.poll() is None, sup.stdout.read()
+        time.sleep(0.02)
+    child = json.loads((out / "supervisor.json").read_text())["child_pid"]
+    os.kill(child, signal.SIGKILL)  # the injected fault: a lost worker
+    assert sup.wait(timeout=300) == 0, sup.stdout.read()
+    failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert len(failures) == 1
+    assert failures[0]["class"] == "killed" and failures[0]["restarted"] and failures[0]["returncode"] == -9
+    summary = json.loads((out / "supervisor.json").read_text())
+    assert summary["status"] == "succeeded" and summary["attempts"] == 2
+    assert losses(out) == expected
+
+
+def test_supervisor_does_not_restart_on_corrupt_shard(shards, reference, tmp_path):
+    conf = reference[0]
+    bad = tmp_path / "shards"
+    shutil.copytree(shards, bad)
+    for victim in bad.glob("*.arrow"):  # one flipped byte in every shard: the first read meets one
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    sup = _supervise(conf, bad, tmp_path / "run", "--max-restarts", "3")
+    assert sup.wait(timeout=300) == 1, sup.stdout.read()
+    failures = [json.loads(line) for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
+    assert [(f["class"], f["restarted"]) for f in failures] == [("data_error", False)], failures
+    assert "ShardCorrupt" in failures[0]["evidence"] or "checksum" in failures[0]["evidence"]
