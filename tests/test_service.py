@@ -251,3 +251,37 @@ def test_token_sources(tmp_path, monkeypatch):
     assert service.read_token(str(tmp_path / ".ray" / "auth_token")) == "home-token"
     with pytest.raises(service.ServiceError):
         service.read_token(str(tmp_path / "nope"))
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys):
+    """conf/demo.yaml submitted to the head → shards → a tiny model trains on them → the report shows every stage."""
+    run_dir = tmp_path / "demo"
+    conn = ["--address", head.address, "--token-file", str(head.token_file)]
+    assert cli(["submit", str(root / "conf" / "demo.yaml"), "--out", str(run_dir), *conn]) == 0
+    job_id = last_line(capsys)
+    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(3 * JOB_TIMEOUT)]) == 0, \
+        service.client(head.address, str(head.token_file)).get_job_logs(job_id)[-3000:]
+
+    stats = load_stats(run_dir)
+    names = [s["stage"] for s in stats]
+    assert names == ["read", "extract", "langid", "langid_scores", "normalize", "rules", "dedup", "classify",
+                     "longctx", "tokenize"]
+    for previous, s in zip(stats, stats[1:]):
+        assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], s["stage"]
+        assert s["docs_in"] == previous["docs_kept"], s["stage"]
+    assert stats[-1]["docs_kept"] > 10
+    manifest = (run_dir / "shards" / "manifest.json").read_text()
+    assert '"documents"' in manifest
+
+    train_dir = tmp_path / "train"
+    assert cli(["train", str(root / "conf" / "train" / "tiny.yaml"), "--data", str(run_dir / "shards"),
+                "--out", str(train_dir), "--max-steps", "4"]) == 0
+    steps = [line for line in (train_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(steps) == 4
+
+    report = tmp_path / "report.html"
+    assert cli(["report", str(run_dir), "-o", str(report)]) == 0
+    html = report.read_text()
+    for name in names:
+        assert f">{name}<" in html, name
