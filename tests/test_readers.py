@@ -83,3 +83,17 @@ def test_chunked_transfer_encoding_is_undone(spine_data):
 def test_html_file(spine_data):
     table, stats = read_all(spine_data / "page.html", "html")
     assert table.num_rows == 1 and table.column("html")[0].as_py().lstrip().startswith(b"<")
+
+
+def test_uris_through_fsspec(spine_data):
+    import fsspec
+
+    from refinery.pipeline.config import expand_paths
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/corpus/a.jsonl.gz", (spine_data / "inaugural-b.jsonl.gz").read_bytes())
+    fs.pipe("/corpus/b.txt", b"not matched")
+    files = expand_paths(["memory://corpus/*.jsonl.gz"], spine_data)
+    assert files == ["memory:///corpus/a.jsonl.gz"]
+    table, stats = read_all(files[0], "jsonl")
+    assert table.num_rows == 300 and stats.docs_kept == 300
