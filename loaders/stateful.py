@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from refinery.loaders.dataset import TokenDataset
+from refinery.loaders.dataset import TokenDataset, expand_compact
 
 
 class TokenLoader:
@@ -33,17 +33,19 @@ class TokenLoader:
         # Without workers a DataLoader adds nothing but per-batch overhead: iterate directly.
         self.loader = None
         if num_workers:
+            # Workers send int32 windows; they become int64 inputs and labels here.
+            dataset.compact = True
             self.loader = DataLoader(
                 dataset,
                 batch_size=None,
                 num_workers=num_workers,
-                pin_memory=pin_memory,
                 prefetch_factor=prefetch_factor,
                 persistent_workers=False,
             )
 
-    def _in_process(self) -> Iterator[dict]:
-        for batch in self.dataset:
+    def _batches(self) -> Iterator[dict]:
+        for batch in self.loader if self.loader is not None else self.dataset:
+            batch = expand_compact(batch)
             if self.pin_memory:
                 batch = {k: v.pin_memory() if torch.is_tensor(v) else v for k, v in batch.items()}
             yield batch
@@ -53,7 +55,7 @@ class TokenLoader:
         ds._normalize()
         epoch = ds._epoch
         delivered = 0
-        for batch in self.loader if self.loader is not None else self._in_process():
+        for batch in self._batches():
             delivered += len(batch["input_ids"])
             ds._count = delivered
             yield batch
