@@ -15,6 +15,11 @@ rank's items go to DataLoader workers in chunks of `chunk` consecutive items, ro
 with `chunk` equal to the batch size, a DataLoader hands out the rank's items in exactly this
 order, whatever the number of workers.
 
+State with DataLoader workers. Iterated directly (or by a DataLoader without workers) the
+dataset counts what it handed out, so `state_dict()` is exact between items. Workers hold
+copies, so the training process must count instead: `TokenLoader` (loaders/stateful.py) does
+it, and its `state_dict()` after any batch resumes at the next batch on any number of workers.
+
 Resumption is arithmetic, never replay: the state is `(epoch, consumed)` where `consumed` is
 the number of the epoch's windows consumed by all ranks together. A fresh dataset loading it
 starts at window `consumed`, with any number of ranks or workers; the manifest's per-block
