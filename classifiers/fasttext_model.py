@@ -12,6 +12,7 @@ with at least 10 threads and a dimension that is a multiple of 10, so every row 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pyarrow as pa
 
 LABEL_PREFIX = "__label__"
 # DenseMatrix::uniform initialises (rows*dim)/10 values per thread, for 10 blocks.
@@ -33,6 +35,81 @@ def prepare(text: str, max_chars: int | None = None) -> str:
     if max_chars is not None:
         text = text[:max_chars]
     return " ".join(_TOKEN.findall(text.lower()))
+
+
+def _re2_class(codepoints: Iterable[int]) -> str:
+    """The body of an RE2 character class matching exactly these code points (as ranges)."""
+    runs: list[list[int]] = []
+    for cp in sorted(codepoints):
+        if runs and cp == runs[-1][1] + 1:
+            runs[-1][1] = cp
+        else:
+            runs.append([cp, cp])
+    return "".join(f"\\x{{{lo:x}}}-\\x{{{hi:x}}}" if hi > lo else f"\\x{{{lo:x}}}" for lo, hi in runs)
+
+
+# Whitespace for both Python's `\\s` and fastText's reader ("\\n" is made a space first: the
+# binding takes one line per text).
+_SHARED_SPACES = frozenset(map(ord, " \t\n\r\v\f"))
+
+
+@functools.cache
+def arrow_patterns() -> tuple[str, str]:
+    """RE2 patterns with which Arrow's kernels reproduce `prepare` exactly, derived once per
+    process by comparing every code point under this Python and this pyarrow (their Unicode
+    tables differ by version): (punctuation, odd). `punctuation` matches a character that is
+    neither `\\w` nor `\\s` for Python's `re`; `odd` one that Arrow lowercases or classes
+    differently from Python, the capital sigma (Python lowercases it by context), or a Python
+    whitespace that fastText reads as a letter (no-break and other Unicode spaces): documents
+    holding one are prepared in Python."""
+    import pyarrow.compute as pc
+
+    codepoints = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)]).astype(np.uint32)
+    everything = codepoints.tobytes().decode("utf-32-le")
+
+    def matches(pattern: str) -> np.ndarray:
+        # One C-level pass: matched characters become U+0000 (itself neither \w nor \s).
+        marked = re.sub(pattern, "\0", everything).encode("utf-32-le")
+        return (np.frombuffer(marked, np.uint32) == 0) & (codepoints != 0)
+
+    py_word, py_space = matches(r"\w"), matches(r"\s")
+    utf8 = everything.encode("utf-8")
+    sizes = 1 + (codepoints >= 0x80) + (codepoints >= 0x800) + (codepoints >= 0x10000)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    column = pa.StringArray.from_buffers(len(codepoints), pa.py_buffer(offsets), pa.py_buffer(utf8))
+    arrow_word = pc.match_substring_regex(column, r"^[\p{L}\p{N}_]$").to_numpy(zero_copy_only=False)
+    # Each character lowered alone (a U+0000 after each breaks the capital sigma's context and
+    # ends it in the buffer); U+0000 itself, the separator, lowers to itself everywhere.
+    lowered = ("\0".join(everything[1:]).lower() + "\0").encode("utf-8")
+    ends = np.flatnonzero(np.frombuffer(lowered, np.uint8) == 0) + 1
+    py_lower = pa.StringArray.from_buffers(len(ends), pa.py_buffer(np.concatenate([[0], ends]).astype(np.int32)), pa.py_buffer(lowered))
+    arrow_lower = pc.binary_join_element_wise(pc.utf8_lower(column[1:]), "", "\0")
+    same_lower = np.concatenate([[True], pc.equal(arrow_lower, py_lower).to_numpy(zero_copy_only=False)])
+    shared_space = np.isin(codepoints, list(_SHARED_SPACES))
+    odd = (py_word != arrow_word) | ~same_lower | (codepoints == 0x3A3) | (py_space & ~shared_space)
+    punctuation = f"[^\\p{{L}}\\p{{N}}_{_re2_class(codepoints[py_space])}]"
+    return punctuation, f"[{_re2_class(codepoints[odd])}]"
+
+
+def prepare_column(texts: pa.Array | pa.ChunkedArray, max_chars: int | None = None) -> list[str]:
+    """`prepare` for a whole string column, in Arrow's C++ kernels (code-point slice, utf8proc
+    lowercasing, an RE2 rewrite spacing out punctuation, newlines made spaces) instead of a
+    Python regex per document. The lines differ from `prepare`'s only in runs of whitespace,
+    which fastText skips: the tokens it reads, and so its predictions, are the same. Nulls give
+    empty lines."""
+    import pyarrow.compute as pc
+
+    punctuation, odd = arrow_patterns()
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    # A text of at most max_chars bytes has at most max_chars characters: nothing to cut.
+    if max_chars is not None and len(texts) and pc.max(pc.binary_length(texts)).as_py() > max_chars:
+        texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
+    spaced = pc.replace_substring_regex(pc.utf8_lower(texts), punctuation, r" \0 ")
+    lines = pc.replace_substring(spaced, "\n", " ").to_pylist()
+    for i in np.flatnonzero(pc.match_substring_regex(texts, odd).to_numpy(zero_copy_only=False)):
+        lines[i] = prepare(texts[int(i)].as_py())
+    return lines
 
 
 @dataclass
@@ -110,17 +187,24 @@ class FastTextClassifier:
         self.labels = [label[len(LABEL_PREFIX):] for label in self.model.get_labels()]
         self._index = {LABEL_PREFIX + label: i for i, label in enumerate(self.labels)}
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Probabilities, shape (len(texts), len(self.labels)), columns in `self.labels` order."""
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
-        lines = [prepare(t, self.max_chars) for t in texts]
+    def predict_proba(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Probabilities, shape (len(texts), len(self.labels)), columns in `self.labels` order.
+        An Arrow string column is prepared in Arrow (`prepare_column`), a list in Python."""
+        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            return self.predict_lines(prepare_column(texts, self.max_chars))
+        return self.predict_lines([prepare(t, self.max_chars) for t in texts])
+
+    def predict_lines(self, lines: list[str]) -> np.ndarray:
+        """`predict_proba` for lines already prepared (`prepare`, `prepare_column`)."""
+        n_labels = len(self.labels)
+        if not lines:
+            return np.zeros((0, n_labels), dtype=np.float32)
+        # One call for the batch; with k=-1 and threshold 0 every row holds every label, by rank.
         labels, probs = self.model.predict(lines, k=-1, threshold=0.0)
-        for i, (row_labels, row_probs) in enumerate(zip(labels, probs)):
-            for label, p in zip(row_labels, row_probs):
-                out[i, self._index[label]] = p
-        return np.clip(out, 0.0, 1.0)
+        columns = np.array([[self._index[label] for label in row] for row in labels], dtype=np.intp)
+        out = np.empty((len(lines), n_labels), dtype=np.float32)
+        np.put_along_axis(out, columns, np.asarray(probs, dtype=np.float32), axis=1)
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def predict(self, texts: list[str]) -> list[str]:
         probs = self.predict_proba(texts)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from refinery.classifiers.fasttext_model import prepare_column
 from refinery.classifiers.paths import resolve_path
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
@@ -131,8 +132,9 @@ class Classify(MapStage):
 
     def setup(self) -> None:
         from refinery.classifiers.blocklist import DomainBlocklist, WordBlocklist
-        from refinery.classifiers.fasttext_model import FastTextClassifier
+        from refinery.classifiers.fasttext_model import FastTextClassifier, arrow_patterns
 
+        arrow_patterns()
         p: ClassifyParams = self.params
         self._models = {
             name: FastTextClassifier(resolve_path(spec.path), max_chars=spec.max_chars) for name, spec in p.classifiers.items()
@@ -147,9 +149,10 @@ class Classify(MapStage):
             self.setup()
         p: ClassifyParams = self.params
         n = batch.num_rows
-        texts = batch.column("text").to_pylist()
-        missing = np.array([t is None for t in texts], dtype=bool)
-        live = np.flatnonzero(~missing)
+        text = batch.column("text")
+        missing = text.is_null().to_numpy(zero_copy_only=False)
+        # Arrow wants no mask at all when nothing is missing.
+        mask = missing if missing.any() else None
         failed: dict[str, np.ndarray] = {}
 
         if self._domains is not None:
@@ -160,13 +163,14 @@ class Classify(MapStage):
 
         if self._words is not None:
             spec = p.words
+            texts = text.to_pylist()
             langs = batch.column(spec.lang_column).to_pylist() if spec.lang_column in batch.schema.names else [None] * n
             hits = np.zeros(n, dtype=np.int32)
             rates = np.zeros(n, dtype=np.float32)
-            for i in live:
+            for i in np.flatnonzero(~missing):
                 hits[i], rates[i] = self._words.hits(texts[i], langs[i] or spec.default_language)
-            batch = set_column(batch, "badword_hits", pa.array(hits, mask=missing))
-            batch = set_column(batch, "badword_rate", pa.array(rates, mask=missing))
+            batch = set_column(batch, "badword_hits", pa.array(hits, mask=mask))
+            batch = set_column(batch, "badword_rate", pa.array(rates, mask=mask))
             too_many = np.zeros(n, dtype=bool)
             if spec.max_count is not None:
                 too_many |= hits > spec.max_count
@@ -174,13 +178,17 @@ class Classify(MapStage):
                 too_many |= rates > spec.max_rate
             failed["badwords"] = too_many & ~missing
 
-        live_texts = [texts[i] for i in live]
+        # The text is prepared in Arrow, once per length limit, and each model scores the batch in one call.
+        live = text if mask is None else text.filter(pa.array(~missing))
+        lines: dict[int, list[str]] = {}
         for name, model in self._models.items():
             spec = p.classifiers[name]
+            if spec.max_chars not in lines:
+                lines[spec.max_chars] = prepare_column(live, spec.max_chars)
             probs = np.zeros((n, len(model.labels)), dtype=np.float32)
-            probs[live] = model.predict_proba(live_texts)
+            probs[~missing] = model.predict_lines(lines[spec.max_chars])
             for j, label in enumerate(model.labels):
-                batch = set_column(batch, f"{name}_{label}", pa.array(probs[:, j], mask=missing))
+                batch = set_column(batch, f"{name}_{label}", pa.array(probs[:, j], mask=mask))
                 if label in spec.min:
                     failed[f"{name}_{label}<{spec.min[label]:g}"] = (probs[:, j] < spec.min[label]) & ~missing
                 if label in spec.max:

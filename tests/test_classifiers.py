@@ -4,14 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from refinery.classifiers import synthetic
 from refinery.classifiers.cli import main as cli_main
 from refinery.classifiers.data import read_labeled
-from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, train
+from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, arrow_patterns, prepare, prepare_column, train
 from refinery.classifiers.metrics import roc_auc
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams
@@ -46,6 +49,38 @@ def test_quantized_model_predicts_batches(examples, tmp_path):
     assert np.allclose(probs.sum(axis=1), 1.0, atol=0.02)
     hq = probs[: len(examples), model.labels.index("hq")]
     assert roc_auc(hq, [label == "hq" for _, label in examples]) > 0.95
+
+
+def _fasttext_tokens(lines: list[str]) -> list[str]:
+    """Each line's tokens as fastText reads them (it splits on these bytes and nothing else),
+    single-spaced; one regex pass over all lines (none holds a newline)."""
+    joined = re.sub("[ \t\r\v\f\0]+", " ", "\n".join(lines))
+    return [line.strip() for line in joined.split("\n")]
+
+
+def test_arrow_preparation_gives_fasttext_the_same_tokens_for_every_code_point_in_use():
+    # Every code point of the planes in use (BMP, SMP, SIP, TIP, the tags and variation
+    # selectors), every 97th elsewhere (unassigned and private use).
+    in_use = (range(0xD800), range(0xE000, 0x323B0), range(0xE0000, 0xE01F0))
+    codepoints = sorted({cp for r in in_use for cp in r} | set(range(0x323B0, 0x110000, 97)))
+    docs = ["".join(f"x{chr(cp)}Y{chr(cp)}{chr(cp)} 1{chr(cp)}_" for cp in codepoints[i : i + 8]) for i in range(0, len(codepoints), 8)]
+    docs += ["ΣΟΦΟΣ ΟΔΟΣ. Σ", "İI\u0130i", "tab\tcr\rvt\vff\fnl\n\nend\0", "\u00a0nbsp\u2003em\u3000\x1c\x85", ""]
+    column = pa.array(docs + [None], pa.large_string())
+    _, odd = arrow_patterns()
+    # Once as they are, once without the characters sent to Python: every other character takes
+    # the Arrow path at least once.
+    for texts in (column, pc.replace_substring_regex(column, odd, "")):
+        lines = prepare_column(texts, 40)
+        assert len(lines) == len(texts) and lines[-1] == ""
+        expected = [prepare(text, 40) for text in texts.to_pylist()[:-1]]
+        got, want = _fasttext_tokens(lines[:-1]), _fasttext_tokens(expected)
+        assert got == want, next((g, w) for g, w in zip(got, want) if g != w)
+
+
+def test_arrow_and_python_preparation_score_identically(examples):
+    model = FastTextClassifier(Path(__file__).parents[1] / "models" / "classifiers" / "quality.ftz", max_chars=500)
+    texts = [t for t, _ in examples] + ["", "Line one\nline two\u00a0— “quoted”", (DATA / "2005-GWBush.txt").read_text()]
+    assert np.array_equal(model.predict_proba(texts), model.predict_proba(pa.array(texts, pa.large_string())))
 
 
 def test_cli_train_and_eval(tmp_path, capsys):
