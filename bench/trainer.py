@@ -2,8 +2,9 @@
 
 Both models run the same loop (bf16 autocast on CUDA, float32 on CPU; our loss; AdamW step)
 on the same token batches, alternating short rounds so that a busy machine slows both alike;
-the script prints tokens/s of each (best round, the least disturbed, and the median round)
-and the ratio ours/peer of both. On CUDA it also prints the model
+the script prints tokens/s of each (best round, the least disturbed, and the median round),
+tokens per CPU-second (with --threads 1 the least sensitive to other load on a shared
+machine) and the ratios ours/peer. On CUDA it also prints the model
 FLOPs utilisation (PaLM accounting: 6 x non-embedding parameters + 12 x layers x hidden x
 sequence per token, against the device's dense bf16 peak).
 
@@ -59,11 +60,11 @@ def build(name: str, cfg, device):
     return model, forward, optimizer
 
 
-def run_steps(forward, model, optimizer, batches, device, autocast) -> float:
-    """Seconds for one optimizer step per batch."""
+def run_steps(forward, model, optimizer, batches, device, autocast) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) for one optimizer step per batch."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for ids in batches:
         with autocast:
             logits = forward(ids[:, :-1])
@@ -74,7 +75,7 @@ def run_steps(forward, model, optimizer, batches, device, autocast) -> float:
         optimizer.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -116,13 +117,17 @@ def main() -> None:
             times[name].append(run_steps(forward, model, optimizer, batches, device, autocast))
     print(f"shape {args.preset} ({cfg.num_params() / 1e6:.1f}M params) seq {args.seq_len} batch {args.batch} "
           f"on {device.type} ({torch.get_num_threads()} threads), {args.rounds} rounds x {args.steps} steps")
-    rate = {name: tokens / min(t) for name, t in times.items()}
-    median = {name: tokens / statistics.median(t) for name, t in times.items()}
+    wall = {name: [w for w, _ in t] for name, t in times.items()}
+    cpu = {name: [c for _, c in t] for name, t in times.items()}
+    rate = {name: tokens / min(t) for name, t in wall.items()}
+    median = {name: tokens / statistics.median(t) for name, t in wall.items()}
+    per_cpu = {name: tokens / min(t) for name, t in cpu.items()}
     for name in names:
-        print(f"  {name:6s} best {rate[name]:10.0f} tokens/s, median {median[name]:10.0f}")
+        print(f"  {name:6s} wall: best {rate[name]:10.0f} tokens/s, median {median[name]:10.0f}; "
+              f"per CPU-second: best {per_cpu[name]:10.0f}")
     if "llama" in rate:
-        print(f"  ratio ours/llama: best {rate['ours'] / rate['llama']:.3f}, "
-              f"median {median['ours'] / median['llama']:.3f}")
+        print(f"  ratio ours/llama: wall best {rate['ours'] / rate['llama']:.3f}, wall median "
+              f"{median['ours'] / median['llama']:.3f}, CPU-time best {per_cpu['ours'] / per_cpu['llama']:.3f}")
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         peak = next((v for k, v in PEAK_BF16.items() if k in name), None)

@@ -125,11 +125,25 @@ def reference(shards, tmp_path_factory):
     return conf, losses(tmp / "run"), tmp / "run"
 
 
-def test_tiny_model_learns_checkpoints_and_exports(reference):
-    conf, seq, run = reference
-    assert [s for s, _ in seq] == list(range(1, STEPS + 1))
+def test_tiny_model_learns_on_demo_job_shards(tmp_path, one_thread):
+    """The shards of `conf/demo.yaml` (real web pages through every stage) train the tiny model."""
+    run = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "refinery.pipeline.cli", "run", str(REPO / "conf" / "demo.yaml"),
+                           "--out", str(run), "--runner", "local"], env=ENV, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    conf = load_train_config(tiny_config(tmp_path))
+    train(conf, str(run / "shards"), tmp_path / "train", max_steps=20)
+    seq = losses(tmp_path / "train")
+    assert [s for s, _ in seq] == list(range(1, 21))
     first, last = sum(v for _, v in seq[:4]) / 4, sum(v for _, v in seq[-4:]) / 4
     assert first > 8.5 and last < first - 1.0, (first, last)
+
+
+def test_checkpoints_validation_and_export(reference):
+    conf, seq, run = reference
+    assert [s for s, _ in seq] == list(range(1, STEPS + 1))
+    assert seq[-1][1] < seq[0][1] - 1.0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
     assert [s for s, _ in valid] == [8, 16] and valid[1][1] < valid[0][1] < 9.0

@@ -22,10 +22,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        # normalised in float32 (one fused kernel), scaled in the input's precision, as published
+        return self.weight * F.rms_norm(x.float(), x.shape[-1:], eps=self.eps).to(x.dtype)
 
 
 def rope_base(cfg: ModelConfig, seq_len: int) -> float:
@@ -123,13 +121,22 @@ class InternLM2Model(nn.Module):
         b, t = input_ids.shape
         x = self.tok_embeddings(input_ids)
         if position_ids is None:
-            positions, mask, seq_len = torch.arange(t, device=x.device).expand(b, t), None, t
+            mask = None
+            cos, sin = self._rope_cache(t, x.device, x.dtype)
         else:
-            positions, mask, seq_len = position_ids, document_mask(position_ids), int(position_ids.max()) + 1
-        cos, sin = rope_cos_sin(self.cfg, positions, seq_len, x.dtype)
+            mask = document_mask(position_ids)
+            cos, sin = rope_cos_sin(self.cfg, position_ids, int(position_ids.max()) + 1, x.dtype)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)
         return self.norm(x)
+
+    def _rope_cache(self, t: int, device, dtype):
+        """cos/sin (1, t, head_dim) for positions 0..t-1, kept for the next pass of the same length."""
+        key = (t, device, dtype)
+        if getattr(self, "_rope_key", None) != key:
+            positions = torch.arange(t, device=device)[None]
+            self._rope_key, self._rope = key, rope_cos_sin(self.cfg, positions, t, dtype)
+        return self._rope
 
 
 def document_mask(position_ids: torch.Tensor) -> torch.Tensor:
