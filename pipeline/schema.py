@@ -26,7 +26,7 @@ RAW_SCHEMA = pa.schema(CORE_FIELDS + RAW_FIELDS)
 
 def doc_bytes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """Size of each document in bytes: its raw page while it has one, else its UTF-8 text."""
-    text_len = pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False)
+    text_len = pc.binary_length(batch.column("text")).fill_null(0).to_numpy(zero_copy_only=False)
     sizes = np.asarray(text_len, dtype=np.int64)
     if "html" in batch.schema.names:
         html_len = pc.binary_length(batch.column("html")).fill_null(0).to_numpy(zero_copy_only=False)
