@@ -2,8 +2,6 @@
 keep rule, the stage's verdict and statistics."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -14,13 +12,7 @@ from refinery.stages import stage_class
 from refinery.stages.dedup import Dedup, DedupParams, deduplicate, resolution_stats
 from refinery.stages.dedup import minhash, text
 
-DATA = Path(__file__).parent / "data" / "dedup" / "sms_near_duplicates.tsv"
-
-
-def sms_table() -> pa.Table:
-    rows = [line.rstrip("\n").split("\t", 1) for line in DATA.open(encoding="utf-8")]
-    return pa.table({"id": [r[0] for r in rows], "text": pa.array([r[1] for r in rows], pa.large_string())})
-
+from dedup_data import multilingual_table, sms_table
 
 def test_registered():
     assert stage_class("dedup") is Dedup
@@ -36,6 +28,26 @@ def test_signatures_equal_datasketch(num_perm, seed, ngram):
         ref = MinHash(num_perm=num_perm, seed=seed, hashfunc=text.shingle_hash)
         ref.update_batch(text.shingles(doc, ngram))
         assert np.array_equal(ref.hashvalues, sigs[i]), doc
+
+
+@pytest.mark.parametrize("ngram", [5, 2])
+def test_vectorized_hashes_equal_scalar_reference(monkeypatch, ngram):
+    """Whole-batch hashing (also cut into many small chunks) gives, document by document,
+    the scalar `shingle_hash` of the reference shingles, on ASCII and non-ASCII text."""
+    table = pa.concat_tables([multilingual_table(), sms_table().slice(0, 100)])
+    docs = table.column("text").to_pylist() + ["", "Ends with a word", "starts", "中文", "İstanbul’da ‘quoted’ — e\u0301 ﬁ"]
+    expected = [[text.shingle_hash(s) for s in text.shingles(doc, ngram)] for doc in docs]
+    for chunk_bytes in (1 << 18, 200):
+        monkeypatch.setattr(text, "_CHUNK_BYTES", chunk_bytes)
+        hashes, offsets = text.shingle_hashes(pa.array(docs, pa.large_string()), ngram)
+        assert offsets[-1] == len(hashes) > 1000
+        for i, doc in enumerate(docs):
+            assert hashes[offsets[i] : offsets[i + 1]].tolist() == expected[i], doc
+
+
+def test_words_of_scripts_without_spaces():
+    assert text.words("日本語のテキスト, ABC déjà-vu") == ["日", "本", "語", "の", "テ", "キ", "ス", "ト", "abc", "déjà", "vu"]
+    assert text.words("Ｆｕｌｌ\u00a0width ½") == ["full", "width", "1", "2"]
 
 
 def test_banding_equals_datasketch():

@@ -4,8 +4,9 @@ The permutation scheme is datasketch's default ("affine32", datasketch >= 2.0): 
 shingle hash is pre-mixed with the MurmurHash3 finalizer, then permutation k maps it to
 `a_k * h + b_k mod 2^32` with `a_k` odd; `a`, `b` are drawn exactly as datasketch draws them
 from `numpy.random.RandomState(seed)`, so for the same seed, permutation count and shingle
-hashes our values equal `datasketch.MinHash(...).hashvalues`. All shingles of a batch go
-through one matrix product and a segmented minimum (no per-document Python loop).
+hashes our values equal `datasketch.MinHash(...).hashvalues`. The shingles of a batch go
+through cache-sized blocks of one broadcast product and a segmented minimum (no loop per
+document or per shingle in Python).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 EMPTY = np.uint32(0xFFFFFFFF)
-_CHUNK = 1 << 15  # shingles per block: keeps the block matrix near 16 MB at 128 permutations
+_CHUNK = 1 << 13  # shingles per block: a (num_perm x block) uint32 matrix of 4 MB stays in cache
 
 
 @lru_cache(maxsize=16)
@@ -34,25 +35,29 @@ def fmix32(h: np.ndarray) -> np.ndarray:
 
 
 def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
-    """(documents, num_perm) uint32 MinHash values; a document without shingles is all EMPTY."""
+    """(documents, num_perm) uint32 MinHash values; a document without shingles is all EMPTY.
+
+    Blocks of whole documents are permuted as one (num_perm x shingles) matrix, each row a
+    contiguous run, and reduced per document with `np.minimum.reduceat` along the rows."""
     a, b = permutations(num_perm, seed)
+    a, b = a[:, None], b[:, None]
     n_docs = len(offsets) - 1
-    out = np.full((n_docs, num_perm), EMPTY, dtype=np.uint32)
+    out = np.full((num_perm, n_docs), EMPTY, dtype=np.uint32)
     mixed = fmix32(hashes.astype(np.uint32, copy=False))
+    buffer = np.empty((num_perm, _CHUNK), dtype=np.uint32)
     doc = 0
     while doc < n_docs:
-        # Whole documents per block, at least one, so each row minimum is computed once.
         stop = int(np.searchsorted(offsets, offsets[doc] + _CHUNK, side="right")) - 1
         stop = min(max(stop, doc + 1), n_docs)
         lo, hi = offsets[doc], offsets[stop]
         if hi > lo:
-            block = np.multiply.outer(mixed[lo:hi], a)
-            block += b
-            starts = offsets[doc:stop] - lo
+            block = buffer[:, : hi - lo] if hi - lo <= _CHUNK else np.empty((num_perm, hi - lo), dtype=np.uint32)
+            np.multiply(a, mixed[lo:hi], out=block)
+            np.add(block, b, out=block)
             nonempty = np.flatnonzero(np.diff(offsets[doc : stop + 1]) > 0)
-            out[doc + nonempty] = np.minimum.reduceat(block, starts[nonempty], axis=0)
+            out[:, doc + nonempty] = np.minimum.reduceat(block, offsets[doc + nonempty] - lo, axis=1)
         doc = stop
-    return out
+    return np.ascontiguousarray(out.T)
 
 
 def _integral(f, lo: float, hi: float, steps: int = 512) -> float:

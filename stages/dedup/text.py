@@ -1,9 +1,11 @@
 """Turning documents into dedup keys: normalized words, word n-gram hashes, text and URL keys.
 
-Words are hashed once per distinct word in a batch and n-grams are combined from those
-hashes with vectorized 64-bit arithmetic, so no Python loop runs per shingle. The scalar
-`shingle_hash` gives the same value for one shingle ("w1 w2 ... wn", words joined by a
-space): passing it as `hashfunc` to `datasketch.MinHash` reproduces our signatures.
+Shingle hashing runs on the UTF-8 bytes of a whole Arrow batch with numpy, with no Python
+loop per word or per shingle: byte classes find the words, each word's polynomial hash comes
+from byte prefix sums, and each shingle's hash from prefix sums over its words' mixed hashes,
+all in wrapping uint64 arithmetic. The scalar `shingle_hash` gives the same value for one
+shingle ("w1 w2 ... wn", words joined by a space): passing it as `hashfunc` to
+`datasketch.MinHash` reproduces our signatures.
 """
 from __future__ import annotations
 
@@ -14,15 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-WORD_SPLIT = r"[^\p{L}\p{N}]+"
+_NON_WORD = r"[^\p{L}\p{N}\p{M}]+"
+_IDEOGRAPH = r"([\p{Han}\p{Hiragana}\p{Katakana}])"
 _M64 = (1 << 64) - 1
-_SEED = 0x9E3779B97F4A7C15
-_MUL = 0xBF58476D1CE4E5B9
+_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2^64
+_BASE_INV = pow(_BASE, -1, 1 << 64)
 _FMIX1, _FMIX2 = 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
-
-
-def word_hash(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+_CHUNK_BYTES = 1 << 18  # text bytes hashed at once: the uint64 work arrays stay near 2 MB
+SEPARATOR, WORD, IDEOGRAPH = 0, 1, 2
 
 
 def _fmix64_scalar(h: int) -> int:
@@ -33,75 +34,237 @@ def _fmix64_scalar(h: int) -> int:
     return h ^ (h >> 33)
 
 
+def _poly_scalar(values) -> int:
+    """sum(values[j] * BASE^j) mod 2^64."""
+    h = 0
+    for v in reversed(values):
+        h = (h * _BASE + v) & _M64
+    return h
+
+
 def shingle_hash(shingle: str | bytes) -> int:
-    """32-bit hash of one shingle, equal to what `shingle_hashes` computes for it."""
+    """32-bit hash of one shingle ("w1 w2 ... wn", words joined by one space), equal to what
+    `shingle_hashes` computes for it: each word's UTF-8 bytes hashed as the polynomial
+    sum(byte_k * BASE^k) mod 2^64 and mixed with MurmurHash3's fmix64, the words combined as
+    sum(word_j * BASE^j) mod 2^64, mixed again; the high 32 bits."""
     if isinstance(shingle, bytes):
         shingle = shingle.decode("utf-8")
-    h = _SEED
-    for word in shingle.split(" "):
-        h = ((h ^ word_hash(word)) * _MUL) & _M64
-    return _fmix64_scalar(h) >> 32
+    words = [_fmix64_scalar(_poly_scalar(w.encode("utf-8"))) for w in shingle.split(" ")]
+    return _fmix64_scalar(_poly_scalar(words)) >> 32
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(_FMIX1)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(_FMIX2)
-    return h ^ (h >> np.uint64(33))
+    h *= np.uint64(_FMIX1)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_FMIX2)
+    h ^= h >> np.uint64(33)
+    return h
 
 
-def words(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """NFKC-normalized, lower-cased letter/digit runs: (flat words, per-document offsets)."""
+class _Powers:
+    """BASE^t and BASE^-t mod 2^64 for t < n, grown on demand and shared by all calls."""
+
+    def __init__(self):
+        self.up = np.ones(1, dtype=np.uint64)
+        self.down = np.ones(1, dtype=np.uint64)
+
+    def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.up) < n:
+            size = max(n, 2 * len(self.up))
+            self.up = np.cumprod(np.full(size, _BASE, dtype=np.uint64)) * np.uint64(_BASE_INV)
+            self.down = np.cumprod(np.full(size, _BASE_INV, dtype=np.uint64)) * np.uint64(_BASE)
+        return self.up, self.down
+
+
+class _CodePoints:
+    """Class of each non-ASCII code point, asked of the same RE2 character classes that
+    `normalize_words` uses (so both paths agree), once per distinct code point seen."""
+
+    def __init__(self):
+        self.table = np.full(0x110000, 255, dtype=np.uint8)
+
+    def classes(self, cps: np.ndarray) -> np.ndarray:
+        cps = np.minimum(cps, 0x10FFFF)
+        out = self.table[cps]
+        unknown = np.unique(cps[out == 255])
+        if len(unknown):
+            chars = pa.array([chr(c) if not 0xD800 <= c < 0xE000 else "\ufffd" for c in unknown.tolist()], pa.large_string())
+            word = pc.match_substring_regex(chars, "^[\\p{L}\\p{N}\\p{M}]$").to_numpy(zero_copy_only=False)
+            ideograph = pc.match_substring_regex(chars, "^" + _IDEOGRAPH[1:-1] + "$").to_numpy(zero_copy_only=False)
+            self.table[unknown] = np.where(ideograph, IDEOGRAPH, np.where(word, WORD, SEPARATOR))
+            out = self.table[cps]
+        return out
+
+
+_powers = _Powers()
+_code_points = _CodePoints()
+
+
+def normalize_words(texts: pa.Array) -> pa.Array:
+    """Reference normalization: NFKC, lower case, every run of characters that are not
+    letters, digits or marks becomes one space, and each Han, Hiragana or Katakana character
+    stands alone (scripts written without spaces)."""
+    t = pc.utf8_lower(pc.utf8_normalize(texts, "NFKC"))
+    t = pc.replace_substring_regex(t, _NON_WORD, " ")
+    return pc.replace_substring_regex(t, _IDEOGRAPH, r" \1 ")
+
+
+def _text_array(texts: pa.Array | pa.ChunkedArray) -> pa.LargeStringArray:
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    texts = pc.fill_null(texts.cast(pa.large_string()), "")
-    split = pc.split_pattern_regex(pc.utf8_lower(pc.utf8_normalize(texts, "NFKC")), WORD_SPLIT)
-    flat = pc.list_flatten(split)
-    doc = pc.list_parent_indices(split).to_numpy()
-    keep = pc.not_equal(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
-    flat = flat.filter(pa.array(keep))
-    counts = np.bincount(doc[keep], minlength=len(texts))
-    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return flat, offsets
+    return pc.fill_null(texts.cast(pa.large_string()), "")
 
 
-def shingles(text: str, ngram: int) -> list[str]:
-    """The shingles of one document as strings (for checks and for datasketch)."""
-    flat, _ = words(pa.array([text], pa.large_string()))
-    toks = flat.to_pylist()
-    if not toks:
-        return []
-    if len(toks) < ngram:
-        return [" ".join(toks)]
-    return [" ".join(toks[i : i + ngram]) for i in range(len(toks) - ngram + 1)]
+def _bytes(texts: pa.LargeStringArray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-copy (UTF-8 bytes, offsets into them starting at 0) of a large_string array."""
+    _, offsets_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[texts.offset : texts.offset + len(texts) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
+    return data[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
+def _prepared(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes and offsets, texts with any non-ASCII byte NFKC-normalized and lower-cased
+    by Arrow's kernels (ASCII texts are NFKC-invariant; they are lower-cased per byte later)."""
+    texts = _text_array(texts)
+    data, offsets = _bytes(texts)
+    high = np.flatnonzero(data >= 0x80)
+    if len(high):
+        docs = np.unique(np.searchsorted(offsets, high, side="right") - 1)
+        index = np.arange(len(texts))
+        index[docs] = len(texts) + np.arange(len(docs))
+        fixed = pc.utf8_lower(pc.utf8_normalize(texts.take(pa.array(docs)), "NFKC"))
+        texts = pa.concat_arrays([texts, fixed]).take(pa.array(index))
+        data, offsets = _bytes(texts)
+    return data, offsets
+
+
+def _word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start and end (exclusive) byte of every word, and each document's word count.
+
+    A word is a run of letters, digits and marks, or one Han, Hiragana or Katakana character;
+    never across documents. ASCII bytes are classified with uint8 arithmetic; only the lead
+    bytes of multi-byte characters are decoded (vectorized UTF-8) and looked up."""
+    n = len(data)
+    word = ((data | np.uint8(0x20)) - np.uint8(97) < 26) | (data - np.uint8(48) < 10)
+    alone_starts = alone_ends = np.zeros(0, dtype=np.int64)
+    lead = np.flatnonzero(data >= 0xC0)
+    if len(lead):
+        first = data[lead].astype(np.int64)
+        length = 2 + (first >= 0xE0) + (first >= 0xF0)
+        cps = first & (0x7F >> length)
+        padded = np.concatenate((data, np.zeros(3, dtype=np.uint8)))
+        for k in (1, 2, 3):
+            cps = np.where(length > k, (cps << 6) | (padded[lead + k] & 0x3F), cps)
+        classes = _code_points.classes(cps)
+        lettered = classes == WORD
+        spans = np.repeat(lead[lettered], length[lettered]) + _within(length[lettered])
+        word[spans[spans < n]] = True
+        alone = classes == IDEOGRAPH
+        alone_starts, alone_ends = lead[alone], np.minimum(lead[alone] + length[alone], n)
+    boundary = np.zeros(n + 1, dtype=bool)
+    boundary[offsets] = True
+    previous = np.zeros(n, dtype=bool)
+    previous[1:] = word[:-1]
+    following = np.zeros(n, dtype=bool)
+    following[:-1] = word[1:]
+    starts = np.flatnonzero(word & (~previous | boundary[:-1]))
+    ends = np.flatnonzero(word & (~following | boundary[1:])) + 1
+    if len(alone_starts):
+        starts = np.sort(np.concatenate((starts, alone_starts)))
+        ends = np.sort(np.concatenate((ends, alone_ends)))
+    counts = np.diff(np.searchsorted(starts, offsets))
+    return starts, ends, counts
+
+
+def _within(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, ..., length - 1 for each length, concatenated."""
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def _shingle_ranges(counts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first word, last word, shingles per document) of every shingle, in document order:
+    all n-grams, or one shingle of all words for a document with fewer than `ngram` words."""
+    first_word = np.cumsum(counts) - counts
+    ends_early = np.zeros(int(counts.sum()), dtype=bool)
+    for j in range(ngram - 1):  # the last ngram - 1 words of a document end no n-gram
+        has = counts > j
+        ends_early[first_word[has] + j] = True
+    last = np.flatnonzero(~ends_early)
+    first = last - (ngram - 1)
+    short = np.flatnonzero((counts > 0) & (counts < ngram))
+    if len(short):
+        first = np.concatenate((first, first_word[short]))
+        last = np.concatenate((last, first_word[short] + counts[short] - 1))
+        order = np.argsort(first, kind="stable")
+        first, last = first[order], last[order]
+    per_doc = np.where(counts >= ngram, counts - ngram + 1, np.minimum(counts, 1))
+    return first, last, per_doc
+
+
+def _hash_chunk(data: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes and per-document shingle counts for the documents of one chunk.
+
+    Word hash: (P[end] - P[start]) * BASE^-start over byte prefix sums P, then fmix64.
+    Shingle hash: (Q[last + 1] - Q[first]) * BASE^-first over word prefix sums Q of
+    word_i * BASE^i, then fmix64. Everything wraps modulo 2^64."""
+    starts, ends, counts = _word_spans(data, offsets)
+    lower = data + (((data - np.uint8(65)) < 26).view(np.uint8) << np.uint8(5))
+    up, down = _powers(len(data) + 1)
+    prefix = np.zeros(len(data) + 1, dtype=np.uint64)
+    np.cumsum(np.multiply(lower, up[: len(data)], dtype=np.uint64), out=prefix[1:])
+    words = prefix[ends]
+    words -= prefix[starts]
+    words *= down[starts]
+    words = _fmix64(words)
+    words *= up[: len(words)]
+    q = np.zeros(len(words) + 1, dtype=np.uint64)
+    np.cumsum(words, out=q[1:])
+    first, last, per_doc = _shingle_ranges(counts, ngram)
+    h = q[last + 1]
+    h -= q[first]
+    h *= down[first]
+    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32), per_doc
 
 
 def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every word n-gram of every document: (hashes as uint32, offsets).
 
     A document with fewer than `ngram` words has one shingle of all its words; one with no
-    words has none."""
-    flat, offsets = words(texts)
-    if len(flat) == 0:
-        return np.zeros(0, dtype=np.uint32), np.zeros(len(offsets), dtype=np.int64)
-    encoded = pc.dictionary_encode(flat)
-    vocab = np.fromiter((word_hash(w) for w in encoded.dictionary.to_pylist()), dtype=np.uint64, count=len(encoded.dictionary))
-    tokens = vocab[encoded.indices.to_numpy()]
-    lengths = np.diff(offsets)
-    counts = np.where(lengths >= ngram, lengths - ngram + 1, np.minimum(lengths, 1))
-    starts = np.repeat(offsets[:-1], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    ends = np.repeat(offsets[1:], counts)
-    h = np.full(len(starts), _SEED, dtype=np.uint64)
-    for j in range(ngram):
-        pos = starts + j
-        live = pos < ends
-        mixed = (h ^ tokens[np.minimum(pos, len(tokens) - 1)]) * np.uint64(_MUL)
-        h = np.where(live, mixed, h)
-    out_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=out_offsets[1:])
-    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32), out_offsets
+    words has none. Vectorized over the batch, in chunks of whole documents (~256 KB)."""
+    data, offsets = _prepared(texts)
+    n_docs = len(offsets) - 1
+    hashes, counts = [], []
+    doc = 0
+    while doc < n_docs:
+        stop = int(np.searchsorted(offsets, offsets[doc] + _CHUNK_BYTES, side="right")) - 1
+        stop = min(max(stop, doc + 1), n_docs)
+        lo, hi = offsets[doc], offsets[stop]
+        h, c = _hash_chunk(data[lo:hi], offsets[doc : stop + 1] - lo, ngram)
+        hashes.append(h)
+        counts.append(c)
+        doc = stop
+    out_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    if counts:
+        np.cumsum(np.concatenate(counts), out=out_offsets[1:])
+    return (np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32)), out_offsets
+
+
+def words(text: str) -> list[str]:
+    """The normalized words of one document, by the reference path: `normalize_words` for
+    every text, then a split on spaces."""
+    return normalize_words(pa.array([text or ""], pa.large_string()))[0].as_py().split()
+
+
+def shingles(text: str, ngram: int) -> list[str]:
+    """The shingles of one document as strings (for checks and for datasketch)."""
+    toks = words(text)
+    if not toks:
+        return []
+    if len(toks) < ngram:
+        return [" ".join(toks)]
+    return [" ".join(toks[i : i + ngram]) for i in range(len(toks) - ngram + 1)]
 
 
 def _normalize_text(texts: pa.Array) -> pa.Array:
