@@ -158,6 +158,8 @@ def test_checkpoints_validation_and_export(reference):
     assert shared["step"] == STEPS and shared["scheduler"]["last_epoch"] == STEPS
     model = load_hf(run / "hf")
     assert model.cfg.vocab_size == 8000
+    with pytest.raises(FileExistsError, match="--resume auto"):
+        train(load_train_config(conf), "unused", run, max_steps=STEPS)
     assert torch.equal(model.state_dict()["output.weight"], shared["model"]["output.weight"])
 
 

@@ -161,6 +161,9 @@ def train(cfg: TrainConfig, data: str, out: str | os.PathLike, *, max_steps: int
 
 def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    if not resume and (out / "checkpoints").exists() and CheckpointManager(out / "checkpoints").latest_step():
+        raise FileExistsError(f"{out} holds checkpoints of an earlier run: continue it with --resume auto, "
+                              f"or train into a new --out")
     dataset = open_dataset(data, cfg.data.seq_len, seed=cfg.data.seed, shuffle=cfg.data.shuffle, rank=rank,
                            world_size=world, document_masking=cfg.data.document_masking)
     batches = Batches(dataset, cfg.micro_batch_size)
