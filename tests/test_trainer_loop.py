@@ -187,6 +187,25 @@ def test_sigkill_during_checkpoint_write_then_resume_matches(shards, reference, 
     assert not [p for p in ckpts.rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, reference, tmp_path, one_thread):
+    """A preemption notice (SIGTERM) stops at the next step boundary with a checkpoint of that step."""
+    conf, expected, _ = reference
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "refinery.trainer.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
+           "--max-steps", str(STEPS)]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = out / "metrics.jsonl"
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 128 + signal.SIGTERM, proc.stdout.read()
+    done = len(losses(out))
+    assert done < STEPS and CheckpointManager(out / "checkpoints").latest_step() == done
+    train(load_train_config(conf), str(shards), out, max_steps=STEPS, resume=True)
+    assert losses(out) == expected
+
+
 def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
     """Two ranks with 2 windows each take the same 4 windows per step as one rank with 4."""
     steps = 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -58,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
         return Supervisor(first, args.out, args.max_restarts, restart_command=_child_command(args, resume=True)).run()
     if args.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         return subprocess.call(_child_command(args, resume=args.resume == "auto"))
-    from refinery.trainer.loop import train
+    from refinery.trainer.loop import Preempted, train
 
-    train(cfg, args.data, args.out, max_steps=args.max_steps, resume=args.resume == "auto")
+    try:
+        train(cfg, args.data, args.out, max_steps=args.max_steps, resume=args.resume == "auto")
+    except Preempted as exc:
+        print(str(exc), flush=True)
+        return 128 + signal.SIGTERM
     return 0
 
 

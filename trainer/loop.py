@@ -12,6 +12,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,6 +34,36 @@ from refinery.trainer.optim import adamw, scheduler
 
 class NonFiniteLoss(FloatingPointError):
     pass
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; the run stopped at a step boundary after writing a checkpoint."""
+
+
+class _StopOnSigterm:
+    """Turns SIGTERM (a scheduler's preemption notice) into a flag read between steps, so the run
+    can checkpoint the step it finished instead of losing the work since the last checkpoint."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._set)
+
+    def _set(self, _signum, _frame):
+        self.flag = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def agreed(self, world: int, device) -> bool:
+        """True on every rank once any rank was told to stop."""
+        if world == 1:
+            return self.flag
+        flag = torch.tensor(float(self.flag), device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def _init_distributed(device_kind: str) -> tuple[int, int, int]:
@@ -214,6 +246,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     tokens_per_step = cfg.micro_batch_size * cfg.grad_accum * cfg.data.seq_len * world
     last_saved = step
     model.train()
+    stop = _StopOnSigterm()
     try:
         while step < total_steps:
             started = time.perf_counter()
@@ -248,11 +281,16 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
                 if step % cfg.log_every == 0:
                     print(f"step {step} loss {loss_value:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
                           f"tok/s {record['tokens_per_s']:.0f}", flush=True)
-            if step % cfg.checkpoint.every == 0 or step == total_steps:
+            preempted = stop.agreed(world, device)
+            if step % cfg.checkpoint.every == 0 or step == total_steps or preempted:
                 _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg)
                 last_saved = step
+            if preempted:
+                ckpt.wait()
+                raise Preempted(f"stopped by SIGTERM after step {step}; checkpoint written")
         ckpt.wait()
     finally:
+        stop.restore()
         if writer is not None:
             writer.close()
     if rank == 0:
