@@ -263,6 +263,8 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(f"non-finite loss {loss_value} at step {step + 1}")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad))
+            if not math.isfinite(grad_norm):
+                raise NonFiniteLoss(f"non-finite gradient norm {grad_norm} at step {step + 1}")
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             sched.step()

@@ -30,7 +30,7 @@ RETRY = {
 }
 
 _PATTERNS = [
-    ("nan_loss", re.compile(r"non-finite loss|NonFiniteLoss|loss is nan|FloatingPointError", re.I)),
+    ("nan_loss", re.compile(r"non-finite (loss|gradient)|NonFiniteLoss|loss is nan|FloatingPointError", re.I)),
     ("out_of_memory", re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|std::bad_alloc"
                                  r"|\bMemoryError\b|Cannot allocate memory")),
     ("data_error", re.compile(r"ShardCorrupt|ArrowInvalid|ArrowIOError|does not match the manifest"
