@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from refinery.classifiers import synthetic
-from refinery.classifiers.cli import main as cli_main
+from refinery.pipeline.cli import main as cli_main
 from refinery.classifiers.data import read_labeled
 from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, arrow_patterns, prepare, prepare_column, train
 from refinery.classifiers.metrics import roc_auc

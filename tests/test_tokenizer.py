@@ -16,7 +16,7 @@ from refinery.pipeline.config import ConfigError, validate
 from refinery.pipeline.rundir import RunDir, atomic_write_parquet
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.tokenize_stage import Tokenize, TokenizeParams
-from refinery.tokenize import cli
+from refinery.pipeline import cli
 from refinery.tokenize.shards import MANIFEST, write_shards
 from refinery.tokenize.tokenizer import Tokenizer
 

@@ -77,14 +77,3 @@ def _info(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(tok.info(add_bos=False, add_eos=False) | {"path": str(tok.path)}, indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="refinery")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
