@@ -16,7 +16,6 @@ from refinery.stages.extract import Extract, ExtractParams, decode_html
 
 WEB = Path(__file__).parent / "data" / "web"
 SAMPLE_WARC = Path(__file__).parents[1] / "data" / "sample" / "commoncrawl-sample.warc.gz"
-RESILIPARSE_WARC = Path(__file__).parents[2] / "shared" / "data" / "resiliparse_warc" / "warcfile.warc.gz"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def test_fixture_matches_fresh_extraction(stage):
 
 
 def test_warc_end_to_end(stage):
-    path = SAMPLE_WARC if SAMPLE_WARC.is_file() else RESILIPARSE_WARC
+    path = SAMPLE_WARC
     if not path.is_file():
         pytest.skip("no sample WARC")
     batches = [b for b, _ in read_warc(str(path), InputConfig(paths=[str(path)], format="warc")) if b.num_rows]
