@@ -47,10 +47,8 @@ def test_fixture_matches_fresh_extraction(stage):
 
 
 def test_warc_end_to_end(stage):
-    path = SAMPLE_WARC
-    if not path.is_file():
-        pytest.skip("no sample WARC")
-    batches = [b for b, _ in read_warc(str(path), InputConfig(paths=[str(path)], format="warc")) if b.num_rows]
+    path = str(SAMPLE_WARC)
+    batches = [b for b, _ in read_warc(path, InputConfig(paths=[path], format="warc")) if b.num_rows]
     batch = pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
     out, stats = run_map_stage(stage, batch)
     assert stats.docs_in == 16
