@@ -81,7 +81,7 @@ def run(job: Job, out: str | Path, runner: str | None = None, **options) -> list
                 plan.run.clear_unit(segment.index, unit, plan.output_dir(segment))
             log.info("segment %d: %d units, %d to do", segment.index, len(units), len(pending))
             if pending:
-                first = READ if segment.index == 0 else plan.map_stages(segment)[0].name
+                first = READ if segment.opener is None else segment.opener.name
                 with Progress(plan.run, segment.index, first, len(pending)):
                     engine.map_units(segment, pending)
         for stage in plan.stages:
