@@ -78,7 +78,8 @@ def test_conf_train_presets_validate():
 
 _DRIVER = """
 import os, signal, sys, torch
-from refinery.trainer import checkpoint, cli, loop
+from refinery.pipeline import cli
+from refinery.trainer import checkpoint, loop
 mode, k = sys.argv[1], int(sys.argv[2])
 if mode == "step":
     write = loop._Writer.write
@@ -191,7 +192,7 @@ def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, refer
     """A preemption notice (SIGTERM) stops at the next step boundary with a checkpoint of that step."""
     conf, expected, _ = reference
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "refinery.trainer.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
+    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
            "--max-steps", str(STEPS)]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = out / "metrics.jsonl"
@@ -213,7 +214,7 @@ def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
     train(load_train_config(single), str(shards), tmp_path / "one", max_steps=steps)
     (tmp_path / "ddp").mkdir()
     double = tiny_config(tmp_path / "ddp", micro_batch_size=2, grad_accum=1)
-    cmd = [sys.executable, "-m", "refinery.trainer.cli", "train", str(double), "--data", str(shards),
+    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(double), "--data", str(shards),
            "--out", str(tmp_path / "ddp" / "run"), "--max-steps", str(steps), "--nproc-per-node", "2"]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -238,7 +239,7 @@ def test_config_errors_name_file_and_key(tmp_path):
 
 
 def _supervise(conf: Path, shards: Path, out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "refinery.trainer.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
+    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
            "--max-steps", str(STEPS), "--supervise", *extra]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

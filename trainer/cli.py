@@ -38,8 +38,8 @@ def _child_command(args: argparse.Namespace, *, resume: bool) -> list[str]:
         cmd += ["--resume", "auto"]
     if args.nproc_per_node > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc-per-node={args.nproc_per_node}", "-m", "refinery.trainer.cli", "train", *cmd]
-    return [sys.executable, "-m", "refinery.trainer.cli", "train", *cmd]
+                f"--nproc-per-node={args.nproc_per_node}", "-m", "refinery.pipeline.cli", "train", *cmd]
+    return [sys.executable, "-m", "refinery.pipeline.cli", "train", *cmd]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,14 +67,3 @@ def run(args: argparse.Namespace) -> int:
         print(str(exc), flush=True)
         return 128 + signal.SIGTERM
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="refinery")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
