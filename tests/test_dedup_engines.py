@@ -1,46 +1,35 @@
-"""Local, Ray and Spark resolve the same signatures to the same clusters and kept ids."""
+"""Local, Ray and Spark resolve the same signatures to the same clusters and kept ids.
+
+One Spark session (`spark`) and one embedded Ray (`ray_local`) serve the whole test session;
+the inputs are the small SMS fixture, whose clusters include chains that need several
+large-star/small-star rounds."""
 from __future__ import annotations
 
 import pytest
 
 from refinery.stages.dedup import deduplicate
-from tests.test_dedup import sms_table
+
+from dedup_data import sms_table
+
+CASES = [{"method": "minhash"}, {"method": "minhash", "verify": True}, {"method": "exact"}]
 
 
 @pytest.fixture(scope="module")
-def spark():
-    pyspark = pytest.importorskip("pyspark.sql")
-    session = (
-        pyspark.SparkSession.builder.master("local[2]")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
+def table():
+    return sms_table()
 
 
-@pytest.fixture(scope="module")
-def ray_context():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
-@pytest.mark.parametrize("params", [{"method": "minhash"}, {"method": "exact"}])
-def test_spark_equals_local(spark, params):
-    table = sms_table()
+@pytest.mark.slow
+@pytest.mark.parametrize("params", CASES, ids=["minhash", "verify", "exact"])
+def test_spark_equals_local(spark, table, params):
     local = deduplicate(table, **params)
     assert local.num_rows > 0
     assert deduplicate(table, engine="spark", spark=spark, **params).equals(local)
 
 
-def test_ray_equals_local(ray_context):
-    table = sms_table()
-    local = deduplicate(table, method="minhash")
+@pytest.mark.slow
+@pytest.mark.parametrize("params", CASES[:2], ids=["minhash", "verify"])
+def test_ray_equals_local(ray_local, table, params):
+    local = deduplicate(table, **params)
     assert local.num_rows > 0
-    assert deduplicate(table, engine="ray", partitions=2, method="minhash").equals(local)
+    assert deduplicate(table, engine="ray", partitions=2, **params).equals(local)

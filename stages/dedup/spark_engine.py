@@ -51,13 +51,12 @@ def _small_star(edges):
 
 
 def _is_stars(edges) -> bool:
+    """True when no node points at two roots and no root points anywhere (one Spark job)."""
     from pyspark.sql import functions as F
 
-    if edges.groupBy("src").agg(F.countDistinct("dst").alias("k")).where(F.col("k") > 1).limit(1).count():
-        return False
-    pointed = edges.select(F.col("dst").alias("node")).distinct()
-    pointing = edges.select(F.col("src").alias("node")).distinct()
-    return pointed.join(pointing, "node").limit(1).count() == 0
+    forked = edges.groupBy("src").agg(F.countDistinct("dst").alias("k")).where(F.col("k") > 1).select(F.col("src").alias("node"))
+    chained = edges.select(F.col("dst").alias("node")).intersect(edges.select(F.col("src").alias("node")))
+    return forked.union(chained).limit(1).count() == 0
 
 
 def resolve_spark(df, *, reason: str, cluster_column: str, threshold: float, max_iterations: int):
