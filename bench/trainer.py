@@ -14,9 +14,7 @@ sequence per token, against the device's dense bf16 peak).
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
-import sys
 import time
 from contextlib import nullcontext
 
@@ -29,26 +27,13 @@ from refinery.trainer.model import InternLM2ForCausalLM, causal_lm_loss
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
-def llama_class():
-    """transformers imports torchvision when present; a torchvision built for another torch
-    fails to load, and the LLaMA model needs none of it."""
-    try:
-        importlib.import_module("torchvision")
-    except (ImportError, RuntimeError):
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None
-    import transformers
-
-    return transformers
-
-
 def build(name: str, cfg, device):
     if name == "ours":
         model = InternLM2ForCausalLM(cfg)
         forward = model
     else:
-        transformers = llama_class()
+        import transformers
+
         raw = llama_config_dict(cfg, torch.float32)
         raw.pop("architectures"), raw.pop("model_type"), raw.pop("torch_dtype")
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**raw, attn_implementation="sdpa"))

@@ -1,7 +1,5 @@
 """InternLM2 model: published shapes, packed-document attention, HF folders and the LLaMA export."""
-import importlib
 import json
-import sys
 
 import pytest
 import torch
@@ -9,21 +7,6 @@ import torch
 from refinery.trainer.config import preset
 from refinery.trainer.hf import export_llama, load_hf, save_hf, split_wqkv
 from refinery.trainer.model import InternLM2ForCausalLM
-
-
-def llama_for_causal_lm():
-    """transformers pulls in torchvision when one is installed; a torchvision wheel built for another
-    torch (a CUDA build beside a CPU torch) fails to load, and the LLaMA model needs none of it."""
-    try:
-        importlib.import_module("torchvision")
-    except (ImportError, RuntimeError):
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None
-        if "transformers.utils.import_utils" in sys.modules:
-            sys.modules["transformers.utils.import_utils"]._torchvision_available = False
-    transformers = pytest.importorskip("transformers")
-    return transformers.LlamaForCausalLM
 
 
 def tiny(**kw):
@@ -85,7 +68,7 @@ def test_hf_folder_roundtrip(tmp_path):
 @pytest.mark.parametrize("bias,seq_len", [(False, 24), (True, 24), (False, 40)])
 def test_llama_export_matches_transformers(tmp_path, bias, seq_len):
     """Our logits equal LlamaForCausalLM's on the converted weights (seq 40 > 32 positions: dynamic NTK)."""
-    llama_cls = llama_for_causal_lm()
+    llama_cls = pytest.importorskip("transformers").LlamaForCausalLM
     model = tiny(bias=bias, max_position_embeddings=32)
     if bias:
         with torch.no_grad():
