@@ -82,11 +82,20 @@ def test_minhash_clusters_real_near_duplicates():
     assert pairs and all(clusters[a] == clusters[b] for a, b in pairs)
 
 
-def test_verification_only_removes_edges():
+def test_verification_checks_members_against_kept_document():
     table = sms_table()
-    plain = deduplicate(table, method="minhash")
-    verified = deduplicate(table, method="minhash", verify=True, threshold=0.7)
-    assert set(verified.column("id").to_pylist()) <= set(plain.column("id").to_pylist())
+    verified = deduplicate(table, method="minhash", verify=True)
+    texts = dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
+    dropped = verified.filter(verified.column("reason").is_valid())
+    assert dropped.num_rows > 0
+    for doc, kept in zip(dropped.column("id").to_pylist(), dropped.column("minhash_cluster").to_pylist()):
+        a, b = set(text.shingles(texts[doc], 5)), set(text.shingles(texts[kept], 5))
+        assert len(a & b) / len(a | b) >= 0.7, (doc, kept)
+    # with the same banding, verification only removes links
+    plain = deduplicate(table, method="minhash", bands=14, rows=9)
+    same_bands = deduplicate(table, method="minhash", verify=True, bands=14, rows=9)
+    assert set(same_bands.column("id").to_pylist()) <= set(plain.column("id").to_pylist())
+    assert Dedup(DedupParams(verify=True)).banding == (20, 6)
 
 
 def test_exact_and_url_keys():

@@ -1,7 +1,8 @@
-"""What one LSH bucket (or one exact key) contributes to the duplicate graph.
+"""What one LSH bucket (or one exact key) contributes to the duplicate graph, and the
+check of a cluster's members against its kept document.
 
-Every engine calls this same function on the same bucket contents, so the edges, and hence
-the connected components, are identical on every engine by construction.
+Every engine calls these same functions on the same contents, so the edges, the connected
+components and the verified clusters are identical on every engine by construction.
 """
 from __future__ import annotations
 
@@ -38,3 +39,9 @@ def bucket_edges(ids: list[str], shingle_sets: list[np.ndarray] | None, threshol
         else:
             reps.append(i)
     return edges
+
+
+def verified_members(root_set: np.ndarray, members: list[tuple[str, np.ndarray]], threshold: float) -> list[str]:
+    """Ids of the cluster members whose exact Jaccard with the cluster's kept document is at
+    least `threshold`; the others were linked only through a chain and are kept."""
+    return [doc for doc, shingles in members if jaccard(shingles, root_set) >= threshold]

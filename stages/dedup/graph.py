@@ -15,8 +15,20 @@ import pyarrow.compute as pc
 def signature_schema(verify: bool) -> pa.Schema:
     fields = [pa.field("id", pa.string()), pa.field("keys", pa.list_(pa.int64()))]
     if verify:
-        fields.append(pa.field("shingles", pa.list_(pa.int64())))
+        fields.append(pa.field("shingles", pa.list_(pa.int32())))
     return pa.schema(fields)
+
+
+def distinct_shingles(hashes: np.ndarray, offsets: np.ndarray) -> pa.ListArray:
+    """Each document's sorted distinct 32-bit shingle hashes, stored as int32 (their bits;
+    Spark has no unsigned type and Jaccard only compares them)."""
+    doc = np.repeat(np.arange(len(offsets) - 1, dtype=np.uint64), np.diff(offsets))
+    keys = np.unique((doc << np.uint64(32)) | hashes.astype(np.uint64))
+    counts = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=len(offsets) - 1)
+    list_offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=list_offsets[1:])
+    values = (keys & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.int32)
+    return pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(values))
 
 
 def resolution_schema(cluster_column: str) -> pa.Schema:

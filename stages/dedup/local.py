@@ -1,4 +1,5 @@
-"""In-process resolve: buckets by sorting, components with SciPy's sparse-graph routine."""
+"""In-process resolve: buckets by sorting, components with SciPy's sparse-graph routine, and
+(when verifying) each member checked against its cluster's kept document."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from refinery.stages.dedup.buckets import bucket_edges
+from refinery.stages.dedup.buckets import bucket_edges, verified_members
 from refinery.stages.dedup.graph import assemble, explode, resolution_schema
 
 
@@ -38,7 +39,30 @@ def resolve_local(signatures: pa.Table, *, reason: str, cluster_column: str, thr
     root_of_label = np.full(len(counts), len(nodes), dtype=np.int64)
     np.minimum.at(root_of_label, label, np.arange(len(nodes)))
     member = np.flatnonzero(counts[label] > 1)
-    return assemble(nodes[member], nodes[root_of_label[label[member]]], reason, cluster_column)
+    roots = root_of_label[label[member]]
+    if "shingles" in rows.column_names:
+        member, roots = _against_roots(signatures, nodes, member, roots, threshold)
+    return assemble(nodes[member], nodes[roots], reason, cluster_column)
+
+
+def _against_roots(signatures: pa.Table, nodes, member: np.ndarray, roots: np.ndarray, threshold: float):
+    """Keep only members (node indices) whose Jaccard with their root passes, and roots that
+    still have a member."""
+    wanted = pa.array(nodes[member], pa.string())
+    found = signatures.filter(pc.is_in(signatures.column("id"), value_set=wanted))
+    sets = {doc: np.asarray(s, dtype=np.int64) for doc, s in zip(found.column("id").to_pylist(), found.column("shingles").to_pylist())}
+    clusters: dict[int, list[int]] = {}
+    for m, r in zip(member.tolist(), roots.tolist()):
+        if m != r:
+            clusters.setdefault(r, []).append(m)
+    keep_member, keep_root = [], []
+    for r, ms in clusters.items():
+        passed = set(verified_members(sets[nodes[r]], [(nodes[m], sets[nodes[m]]) for m in ms], threshold))
+        live = [m for m in ms if nodes[m] in passed]
+        if live:
+            keep_member += [r, *live]
+            keep_root += [r] * (len(live) + 1)
+    return np.asarray(keep_member, dtype=np.int64), np.asarray(keep_root, dtype=np.int64)
 
 
 def _verified_edges(rows, order, nodes, node, bucket, sizes, threshold):

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from refinery.pipeline.stage import GlobalStage, StageParams
 from refinery.stages.dedup import minhash, text
-from refinery.stages.dedup.graph import signature_schema
+from refinery.stages.dedup.graph import distinct_shingles, signature_schema
 from refinery.stages.dedup.local import resolve_local
 
 REASONS = {"exact": "exact_duplicate", "url": "duplicate_url", "minhash": "near_duplicate"}
@@ -30,7 +30,7 @@ class DedupParams(StageParams):
     seed: int = Field(1, ge=0, lt=2**32, description="permutation seed (datasketch's default is 1)")
     bands: int | None = Field(None, ge=1, description="LSH bands; default derived from threshold")
     rows: int | None = Field(None, ge=1, description="rows per band; default derived from threshold")
-    verify: bool = Field(False, description="check candidate pairs' exact Jaccard before linking them")
+    verify: bool = Field(False, description="exact Jaccard: candidate pairs before linking them, members against their kept document (memory: every document's shingle set)")
     max_iterations: int = Field(100, ge=1, description="bound on distributed connected-component rounds")
     partitions: int | None = Field(None, ge=1, description="Ray shuffle width; default Ray Data's (Spark: the session's)")
 
@@ -67,6 +67,10 @@ class Dedup(GlobalStage):
         p: DedupParams = self.params
         if p.bands is not None:
             return p.bands, p.rows
+        if self.verifying:
+            # Verification discards false candidates at the cost of a set intersection, so
+            # the banding weighs missed pairs nine times more than false candidates.
+            return minhash.lsh_params(p.threshold, p.num_perm, fp_weight=0.1, fn_weight=0.9)
         return minhash.lsh_params(p.threshold, p.num_perm)
 
     @property
@@ -103,8 +107,7 @@ class Dedup(GlobalStage):
             np.cumsum(has * bands, out=offsets[1:])
             cols["keys"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(keys[has].ravel()), mask=pa.array(~has))
             if self.verifying:
-                sets = [np.unique(hashes[spans[i] : spans[i + 1]]).astype(np.int64) for i in range(len(sigs))]
-                cols["shingles"] = pa.array(sets, pa.list_(pa.int64()))
+                cols["shingles"] = distinct_shingles(hashes, spans)
         return pa.RecordBatch.from_pydict(cols, schema=self.signature_schema)
 
     def resolve_local(self, signatures: pa.Table) -> pa.Table:
