@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from refinery.stages import STAGES, stage_class
 
 FORMATS = ("jsonl", "parquet", "warc", "html")
+ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 RUNNERS = ("local", "ray", "spark")
 
 
@@ -60,6 +62,7 @@ class StageSpec(Strict):
     kind: str
     name: str
     annotate_only: bool = False
+    route: str | None = None
     params: Any = None
 
 
@@ -83,13 +86,15 @@ class Job(BaseModel):
     stages: list[StageSpec]
 
     def build_stages(self):
-        return [stage_class(s.kind)(s.params, name=s.name, annotate_only=s.annotate_only) for s in self.stages]
+        return [stage_class(s.kind)(s.params, name=s.name, annotate_only=s.annotate_only, route=s.route)
+                for s in self.stages]
 
     def resolved(self) -> dict:
         """The config as it will run: every default filled in (written to RUN/job.yaml)."""
         data = self.config.model_dump(mode="json")
         data["stages"] = [
-            {"stage": s.kind, "name": s.name, "annotate_only": s.annotate_only, **s.params.model_dump(mode="json")}
+            {"stage": s.kind, "name": s.name, "annotate_only": s.annotate_only, "route": s.route,
+             **s.params.model_dump(mode="json")}
             for s in self.stages
         ]
         data["input"]["files"] = self.files
@@ -155,6 +160,11 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
         annotate_only = entry.pop("annotate_only", False)
         if not isinstance(annotate_only, bool):
             raise ConfigError(file, f"{key}.annotate_only", "expected true or false")
+        route = entry.pop("route", None)
+        if route is not None:
+            if not isinstance(route, str) or not ROUTE_NAME.fullmatch(route):
+                raise ConfigError(file, f"{key}.route", "expected a name of letters, digits, '-' or '_'")
+            annotate_only = True
         if name is None:
             seen[kind] = seen.get(kind, 0) + 1
             name = kind if seen[kind] == 1 else f"{kind}_{seen[kind]}"
@@ -171,7 +181,9 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
                 check(params, base or Path("."))
             except ValueError as err:
                 raise ConfigError(file, key, str(err)) from None
-        specs.append(StageSpec(kind=kind, name=name, annotate_only=annotate_only, params=params))
+        if route is not None and cls.is_global:
+            raise ConfigError(file, f"{key}.route", "a global stage cannot route documents")
+        specs.append(StageSpec(kind=kind, name=name, annotate_only=annotate_only, route=route, params=params))
     if config.input.format in ("warc", "html") and (not specs or specs[0].kind != "extract"):
         raise ConfigError(file, "stages[0]", f"{config.input.format} input needs `extract` as the first stage")
     files = expand_paths(config.input.paths, base or Path("."))

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refinery.pipeline.config import Job
@@ -136,6 +137,11 @@ def run_stage_on_chunk(plan: Plan, segment: Segment, stage: MapStage, batch: pa.
         return batch
     kept, stats = run_map_stage(stage, batch)
     plan.run.write_stats_part(segment.index, where[0], where[1], stats)
+    if stage.route is not None:
+        selected = kept.filter(pc.is_null(kept.column(stage.reason_column)))
+        if selected.num_rows:
+            path = plan.run.route_part(stage.route, segment.index, where[0], where[1])
+            atomic_write_parquet(path, selected.drop_columns([UNIT, CHUNK]))
     return kept
 
 

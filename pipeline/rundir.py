@@ -8,7 +8,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -73,6 +72,9 @@ class RunDir:
     def part_path(self, out_dir: Path, unit: int, chunk: int) -> Path:
         return out_dir / f"part-{unit:06d}-{chunk:06d}.parquet"
 
+    def route_part(self, route: str, segment: int, unit: int, chunk: int) -> Path:
+        return self.root / "routes" / route / f"part-s{segment}-{unit:06d}-{chunk:06d}.parquet"
+
     def stats_part(self, segment: int, stage: str, unit: int, chunk: int) -> Path:
         return self.root / "_parts" / stage / f"s{segment}-{unit:06d}-{chunk:06d}.json"
 
@@ -91,6 +93,8 @@ class RunDir:
             os.remove(path)
         for path in glob.glob(str(self.root / "_parts" / "*" / f"s{segment}-{unit:06d}-*.json")):
             os.remove(path)
+        for path in glob.glob(str(self.root / "routes" / "*" / f"part-s{segment}-{unit:06d}-*.parquet")):
+            os.remove(path)
 
     def write_stats_part(self, segment: int, unit: int, chunk: int, stats: StageStats) -> None:
         if stats.docs_in:
@@ -99,7 +103,3 @@ class RunDir:
     def read_stats_parts(self, stage: str) -> list[StageStats]:
         folder = self.root / "_parts" / stage
         return [StageStats.from_dict(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
-
-    def reset(self) -> None:
-        for name in ("docs", "stats", "shards", "_work", "_parts", "_done"):
-            shutil.rmtree(self.root / name, ignore_errors=True)

@@ -55,10 +55,13 @@ class Stage:
     uses_model: ClassVar[bool] = False
     is_global: ClassVar[bool] = False
 
-    def __init__(self, params: StageParams, *, name: str | None = None, annotate_only: bool = False):
+    def __init__(self, params: StageParams, *, name: str | None = None, annotate_only: bool = False,
+                 route: str | None = None):
         self.params = params
         self.name = name or self.kind
-        self.annotate_only = annotate_only
+        # A routing stage drops nothing: the documents it would keep are also written to RUN/routes/<route>/.
+        self.route = route
+        self.annotate_only = annotate_only or route is not None
 
     @property
     def reason_column(self) -> str:

@@ -31,6 +31,7 @@ def test_valid_config_resolves_files_and_names(tmp_path, spine_data):
         ("stages: [{stage: length, min_chars: 10, max_chars: 5}]\n", "stages[0]", "max_chars"),
         ("stages: [{stage: length}]\nrunner: yarn\n", "runner", "local"),
         ("stages: [{stage: length}]\nworkers: 0\n", "workers", "greater than 0"),
+        ("stages: [{stage: length, route: 'a b'}]\n", "stages[0].route", "expected a name"),
     ],
 )
 def test_bad_config_names_file_key_reason(tmp_path, spine_data, body, key, reason):

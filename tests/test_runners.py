@@ -18,7 +18,7 @@ input: {paths: ["%(data)s/*.jsonl*"], format: jsonl, batch_bytes: 50000}
 stages:
   - {stage: normalize}
   - {stage: length, min_words: 12}
-  - {stage: length, name: long_docs, annotate_only: true, max_words: 120}
+  - {stage: length, name: long_docs, route: short_docs, max_words: 120}
 """
 
 
@@ -57,6 +57,10 @@ class FirstOfText(GlobalStage):
 def kept_docs(run_dir):
     table = pq.read_table(run_dir / "docs")
     return table.sort_by("id")
+
+
+def routed(run_dir):
+    return pq.read_table(run_dir / "routes" / "short_docs").sort_by("id")
 
 
 def check_invariants(stats):
@@ -101,6 +105,11 @@ def test_local_run_statistics_and_cli(job_file, tmp_path, capsys):
     assert docs.num_rows == stats[-1]["docs_kept"]
     assert {"n_words", "n_chars", "long_docs_reason"} <= set(docs.schema.names)
     assert not any(name.startswith("_") for name in docs.schema.names)
+    # a routing stage drops nothing and writes the documents it would keep to their own output
+    short = routed(run_dir)
+    assert 0 < short.num_rows < docs.num_rows
+    assert max(short.column("n_words").to_pylist()) <= 120
+    assert short.num_rows == docs.num_rows - stats[-1]["dropped_by_reason"]["too_many_words"]
     capsys.readouterr()
     assert cli(["stats", str(run_dir)]) == 0
     table = capsys.readouterr().out
@@ -114,6 +123,7 @@ def test_all_runners_keep_identical_documents_and_stats(job_file, tmp_path, ray_
               "spark": runners.run(job, tmp_path / "spark", runner="spark", spark=spark)}
     for name, stats in others.items():
         assert kept_docs(tmp_path / "local").equals(kept_docs(tmp_path / name)), name
+        assert routed(tmp_path / "local").equals(routed(tmp_path / name)), name
         for a, b in zip(local, stats):
             a, b = a.to_dict(), b.to_dict()
             a.pop("seconds"), b.pop("seconds")

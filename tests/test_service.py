@@ -273,6 +273,9 @@ def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys):
     assert stats[-1]["docs_kept"] > 10
     manifest = (run_dir / "shards" / "manifest.json").read_text()
     assert '"documents"' in manifest
+    selected = pq.read_table(run_dir / "routes" / "long_context")
+    assert 0 < selected.num_rows < stats[-1]["docs_kept"]
+    assert min(len(t) for t in selected.column("text").to_pylist()) >= 4096
 
     train_dir = tmp_path / "train"
     assert cli(["train", str(root / "conf" / "train" / "tiny.yaml"), "--data", str(run_dir / "shards"),

@@ -50,8 +50,8 @@ class Dedup(GlobalStage):
     Params = DedupParams
     columns = {"minhash_cluster": pa.string()}
 
-    def __init__(self, params: DedupParams, *, name: str | None = None, annotate_only: bool = False):
-        super().__init__(params, name=name, annotate_only=annotate_only)
+    def __init__(self, params: DedupParams, **kw):
+        super().__init__(params, **kw)
         self.columns = {self.cluster_column: pa.string()}
 
     @property
