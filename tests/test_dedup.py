@@ -137,6 +137,10 @@ def test_bad_input_does_not_crash():
     sigs = stage.signatures(table.to_batches()[0])
     assert sigs.column("keys").null_count == 3
     assert stage.resolve_local(pa.Table.from_batches([sigs])).num_rows == 0
+    # invalid UTF-8 (Parquet does not guarantee it) is hashed with replacement characters
+    raw = pa.Array.from_buffers(pa.large_string(), 2, [None, pa.py_buffer(np.array([0, 9, 20], np.int64).tobytes()), pa.py_buffer(b"caf\xff\xfe bar pile of words")])
+    hashes, offsets = text.shingle_hashes(raw, 2)
+    assert offsets.tolist() == [0, 1, 3] and len(hashes) == 3
 
 
 def test_params_checked():

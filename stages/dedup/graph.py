@@ -47,10 +47,10 @@ def explode(signatures: pa.Table | pa.RecordBatch) -> pa.Table:
     return pa.table(cols)
 
 
-def assemble(members: np.ndarray, roots: np.ndarray, reason: str, cluster_column: str) -> pa.Table:
+def assemble(members: np.ndarray | pa.Array, roots: np.ndarray | pa.Array, reason: str, cluster_column: str) -> pa.Table:
     """Resolution rows for cluster members (ids) given each member's root id (its cluster)."""
-    members = pa.array(members, pa.string())
-    roots = pa.array(roots, pa.string())
+    members = members if isinstance(members, pa.Array) else pa.array(members, pa.string())
+    roots = roots if isinstance(roots, pa.Array) else pa.array(roots, pa.string())
     reasons = pc.if_else(pc.equal(members, roots), pa.scalar(None, pa.string()), pa.scalar(reason, pa.string()))
     table = pa.table({"id": members, "reason": reasons, cluster_column: roots}, schema=resolution_schema(cluster_column))
     return table.sort_by("id")

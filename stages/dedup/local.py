@@ -13,20 +13,25 @@ from refinery.stages.dedup.graph import assemble, explode, resolution_schema
 
 
 def resolve_local(signatures: pa.Table, *, reason: str, cluster_column: str, threshold: float) -> pa.Table:
-    rows = explode(signatures)
-    if rows.num_rows == 0:
+    keys = signatures.column("keys").combine_chunks()
+    if pc.sum(pc.list_value_length(keys)).as_py() in (None, 0):
         return resolution_schema(cluster_column).empty_table()
-    ids = np.asarray(rows.column("id").to_pylist(), dtype=object)
-    nodes, node = np.unique(ids, return_inverse=True)  # nodes sorted: index order is id order
-    keys = rows.column("key").to_numpy()
+    ids = signatures.column("id").combine_chunks()
+    unique = pc.unique(ids)
+    nodes = unique.take(pc.sort_indices(unique))  # node index order is id order
+    node_of_doc = pc.index_in(ids, value_set=nodes).to_numpy()
+    node = node_of_doc[pc.list_parent_indices(keys).to_numpy()]
+    keys = pc.list_flatten(keys).to_numpy()
     order = np.lexsort((node, keys))
     keys, node = keys[order], node[order]
     first = np.ones(len(keys), dtype=bool)
     first[1:] = keys[1:] != keys[:-1]
     bucket = np.cumsum(first) - 1
     sizes = np.bincount(bucket)
-    if "shingles" in rows.column_names:
-        src, dst = _verified_edges(rows, order, nodes, node, bucket, sizes, threshold)
+    names = None
+    if "shingles" in signatures.column_names:
+        names = nodes.to_numpy(zero_copy_only=False)
+        src, dst = _verified_edges(explode(signatures), order, names, node, bucket, sizes, threshold)
     else:
         head = node[first][bucket]
         live = node != head
@@ -40,9 +45,9 @@ def resolve_local(signatures: pa.Table, *, reason: str, cluster_column: str, thr
     np.minimum.at(root_of_label, label, np.arange(len(nodes)))
     member = np.flatnonzero(counts[label] > 1)
     roots = root_of_label[label[member]]
-    if "shingles" in rows.column_names:
-        member, roots = _against_roots(signatures, nodes, member, roots, threshold)
-    return assemble(nodes[member], nodes[roots], reason, cluster_column)
+    if names is not None:
+        member, roots = _against_roots(signatures, names, member, roots, threshold)
+    return assemble(nodes.take(pa.array(member)), nodes.take(pa.array(roots)), reason, cluster_column)
 
 
 def _against_roots(signatures: pa.Table, nodes, member: np.ndarray, roots: np.ndarray, threshold: float):

@@ -134,10 +134,20 @@ def _prepared(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray
         docs = np.unique(np.searchsorted(offsets, high, side="right") - 1)
         index = np.arange(len(texts))
         index[docs] = len(texts) + np.arange(len(docs))
-        fixed = pc.utf8_lower(pc.utf8_normalize(texts.take(pa.array(docs)), "NFKC"))
+        fixed = _lower_nfkc(texts.take(pa.array(docs)))
         texts = pa.concat_arrays([texts, fixed]).take(pa.array(index))
         data, offsets = _bytes(texts)
     return data, offsets
+
+
+def _lower_nfkc(texts: pa.LargeStringArray) -> pa.LargeStringArray:
+    """NFKC and lower case; invalid UTF-8 (possible in Parquet input) is decoded with
+    replacement characters first instead of failing the batch."""
+    try:
+        return pc.utf8_lower(pc.utf8_normalize(texts, "NFKC"))
+    except pa.ArrowInvalid:
+        raw = texts.cast(pa.large_binary()).to_pylist()
+        return _lower_nfkc(pa.array([b.decode("utf-8", "replace") for b in raw], pa.large_string()))
 
 
 def _word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
