@@ -36,8 +36,14 @@ and, with `document_masking=True` (InternEvo-style packing for variable-length a
   - `cu_seqlens`: int32 `[n_segments + 1]`, segment boundaries inside the window.
 `collate_windows` stacks items into a batch and flattens `cu_seqlens` across it (flash-attn
 varlen layout over the `[batch * seq_len]` tokens) with `max_seqlen`. With `batch_size` set,
-the dataset yields such batches itself (one gather per batch; this is what `TokenLoader` uses),
-each batch being one chunk, so the split and the state are the same as item by item.
+the dataset yields such batches itself (this is what `TokenLoader` uses), each batch being one
+chunk, so the split and the state are the same as item by item; without masking, a batch's
+`input_ids` and `labels` are views of one `[n, seq_len + 1]` array, offset by one token.
+
+Speed. Where a run of items lies is worked out from the manifest alone, a thousand items at a
+time, with a few vectorized operations (window permutation, stream offsets, blocks); each
+window is then one slice of a memory-mapped block, copied once, straight into the int64 array
+that the tensors share, so the tokens are copied once and nothing is done per token in Python.
 """
 from __future__ import annotations
 
@@ -64,7 +70,7 @@ class _Epoch:
     starts: np.ndarray  # starts[i] = first stream token of order[i]; starts[-1] = stream length
     group_tokens: np.ndarray  # first stream token of each group (+ stream length)
     group_windows: np.ndarray  # first global window of each group (+ window count)
-    perms: dict = field(default_factory=dict)  # group -> window permutation, made on first use
+    perms: dict = field(default_factory=dict)  # group -> window permutation, the last few used
 
     @property
     def windows(self) -> int:
@@ -155,8 +161,9 @@ class TokenDataset(IterableDataset):
             if self.shuffle:
                 rng = self._rng(epoch, 0)
                 shards = rng.permutation(n_shards)
-                by_shard = [np.flatnonzero(self._block_shard == s) for s in range(n_shards)]
-                groups = [rng.permutation(np.concatenate([by_shard[s] for s in shards[g : g + self.shuffle_shards]]))
+                # Blocks are numbered shard after shard: shard s holds blocks first[s] .. first[s + 1] - 1.
+                first = np.searchsorted(self._block_shard, np.arange(n_shards + 1)).tolist()
+                groups = [rng.permutation(np.concatenate([np.arange(first[s], first[s + 1]) for s in shards[g : g + self.shuffle_shards]]))
                           for g in range(0, n_shards, self.shuffle_shards)]
             else:
                 groups = [np.arange(len(self._block_len))]
@@ -167,6 +174,8 @@ class TokenDataset(IterableDataset):
             windows = np.maximum(np.diff(group_tokens) - 1, 0) // self.seq_len
             group_windows = np.concatenate([[0], np.cumsum(windows)]).astype(np.int64)
             layout = self._epochs[epoch] = _Epoch(order, starts, group_tokens, group_windows)
+            if len(self._epochs) > 2:
+                del self._epochs[next(iter(self._epochs))]
         return layout
 
     def windows_per_epoch(self, epoch: int | None = None) -> int:
@@ -192,6 +201,8 @@ class TokenDataset(IterableDataset):
         if perm is None:
             n = int(layout.group_windows[group + 1] - layout.group_windows[group])
             perm = layout.perms[group] = self._rng(epoch, 1, group).permutation(n)
+            if len(layout.perms) > 2:
+                del layout.perms[next(iter(layout.perms))]
         return perm
 
     def _block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -258,34 +269,42 @@ class TokenDataset(IterableDataset):
             _mask_documents(item, doc_starts, self.seq_len)
         return item
 
-    def _gather(self, epoch: int, indices: np.ndarray, spans: tuple[tuple[int, int], ...], dtype=np.int64) -> list[torch.Tensor]:
-        """For each `(shift, length)` in `spans`, a `[n, length]` tensor holding tokens
-        `shift .. shift + length - 1` of each window, copied straight from the mapped blocks."""
+    def _plan(self, epoch: int, indices: np.ndarray) -> tuple[list, list, list]:
+        """Where each window lies, from the layout alone (no shard is read): the block holding
+        its first token, that token's place in the block's stream, and whether the whole
+        window lies in that block."""
         layout = self.epoch_layout(epoch)
         lo = self._window_starts(epoch, indices)
         pos = np.searchsorted(layout.starts, lo, side="right") - 1
-        inside = pos == np.searchsorted(layout.starts, lo + self.seq_len, side="right") - 1
-        outs = [np.empty((len(indices), length), dtype=dtype) for _, length in spans]
-        offsets = lo - layout.starts[pos]
-        blocks = layout.order[pos]
-        for row, (block, a, one_block) in enumerate(zip(blocks.tolist(), offsets.tolist(), inside.tolist())):
-            if one_block:
-                window = self._read(block, a, a + self.seq_len + 1)
-            else:
-                window = self._window_tokens(epoch, int(indices[row]))[0]
-            for out, (shift, length) in zip(outs, spans):
-                out[row] = window[shift : shift + length]
-        return [torch.from_numpy(out) for out in outs]
+        inside = lo + self.seq_len < layout.starts[pos + 1]
+        return layout.order[pos].tolist(), (lo - layout.starts[pos]).tolist(), inside.tolist()
 
-    def _batch(self, epoch: int, indices: np.ndarray) -> dict:
-        """A collated batch of windows (see `collate_windows`), gathered without per-item work."""
+    def _fill(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list], dtype=np.int64) -> np.ndarray:
+        """The planned windows' tokens, `[n, seq_len + 1]`, copied straight from the mapped
+        blocks into one array (the only copy made)."""
+        n = self.seq_len + 1
+        blocks, offsets, inside = plan
+        out = np.empty((len(blocks), n), dtype=dtype)
+        cached = self._blocks
+        for row, (block, a, one_block) in enumerate(zip(blocks, offsets, inside)):
+            if not one_block:
+                out[row] = self._window_tokens(epoch, int(indices[row]))[0]
+                continue
+            values, _, ends = cached.get(block) or self._block(block)
+            out[row] = values[a : a + n] if ends is None else self._read(block, a, a + n)
+        return out
+
+    def _batch(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list] | None = None) -> dict:
+        """A collated batch of windows (see `collate_windows`), gathered without per-item work:
+        `input_ids` and `labels` are views of one `[n, seq_len + 1]` tensor, offset by one."""
         if self.document_masking:
             return collate_windows([self.window(epoch, int(g)) for g in indices])
+        plan = plan or self._plan(epoch, indices)
         if self.compact:
-            (windows,) = self._gather(epoch, indices, ((0, self.seq_len + 1),), dtype=np.int32)
-            return {"windows": windows, "index": indices.tolist()}
-        inputs, labels = self._gather(epoch, indices, ((0, self.seq_len), (1, self.seq_len)))
-        return {"input_ids": inputs, "labels": labels, "index": torch.from_numpy(indices.astype(np.int64))}
+            return {"windows": torch.from_numpy(self._fill(epoch, indices, plan, np.int32)), "index": indices.tolist()}
+        windows = self._fill(epoch, indices, plan)
+        return {"input_ids": torch.from_numpy(windows[:, :-1]), "labels": torch.from_numpy(windows[:, 1:]),
+                "index": torch.from_numpy(indices)}
 
     # ---- iteration and state ------------------------------------------------------------
 
@@ -304,15 +323,40 @@ class TokenDataset(IterableDataset):
     def _remaining(self) -> int:
         return max(0, (self.windows_per_epoch() - self._start) // self.world_size)
 
-    def _positions(self, total: int, worker: int, workers: int, group: int = 64) -> Iterator[np.ndarray]:
-        """This worker's rank-local item numbers, in order, a group at a time."""
-        step = self.chunk * workers * -(-group // self.chunk)
+    def _positions(self, total: int, worker: int, workers: int, group: int = 1024) -> Iterator[np.ndarray]:
+        """This worker's rank-local item numbers, in order, about `group` at a time (each group is
+        located with a few vectorized operations)."""
+        step = self.chunk * workers * -(-group // (self.chunk * workers))
         for first in range(0, total, step):
             q = np.arange(first, min(first + step, total))
             if workers > 1:
                 q = q[(q // self.chunk) % workers == worker]
             if len(q):
                 yield q
+
+    def _items(self, epoch: int, indices: np.ndarray) -> Iterator[dict]:
+        """The items of global windows `indices`, in order."""
+        if self.document_masking:
+            return (self.window(epoch, int(g)) for g in indices)
+        return self._filled_items(epoch, indices, self._plan(epoch, indices))
+
+    def _filled_items(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list], fill: int = 64) -> Iterator[dict]:
+        """Items copied `fill` windows at a time, so an item holds on to a small array only."""
+        for a in range(0, len(indices), fill):
+            part = indices[a : a + fill]
+            windows = self._fill(epoch, part, tuple(x[a : a + fill] for x in plan))
+            inputs, labels = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
+            yield from ({"input_ids": x, "labels": y, "index": g} for x, y, g in zip(inputs, labels, part.tolist()))
+
+    def _batches(self, epoch: int, q: np.ndarray, indices: np.ndarray) -> tuple[list[int], Iterator[dict]]:
+        """The batches (one per chunk) of the items `q` and, for each, the items taken after it."""
+        cuts = (np.flatnonzero(np.diff(q // self.chunk)) + 1).tolist()
+        bounds = list(zip([0] + cuts, cuts + [len(q)]))
+        taken = [int(q[b - 1]) + 1 for _, b in bounds]
+        if self.document_masking:
+            return taken, (self._batch(epoch, indices[a:b]) for a, b in bounds)
+        blocks, offsets, inside = self._plan(epoch, indices)
+        return taken, (self._batch(epoch, indices[a:b], (blocks[a:b], offsets[a:b], inside[a:b])) for a, b in bounds)
 
     def __iter__(self) -> Iterator[dict]:
         self._normalize()
@@ -322,21 +366,13 @@ class TokenDataset(IterableDataset):
         for q in self._positions(total, worker, workers):
             indices = start + self.rank + self.world_size * q
             if self.batch_size:
-                for part in np.split(np.arange(len(q)), np.flatnonzero(np.diff(q // self.chunk)) + 1):
-                    batch = self._batch(epoch, indices[part])
-                    if info is None:
-                        self._count = int(q[part[-1]]) + 1
-                    yield batch
-                continue
-            if self.document_masking:
-                items = (self.window(epoch, int(g)) for g in indices)
+                taken, out = self._batches(epoch, q, indices)
             else:
-                (windows,) = self._gather(epoch, indices, ((0, self.seq_len + 1),))
-                items = ({"input_ids": w[:-1], "labels": w[1:], "index": int(g)} for w, g in zip(windows, indices))
-            for n, item in zip(q, items):
+                taken, out = (q + 1).tolist(), self._items(epoch, indices)
+            for n, x in zip(taken, out):
                 if info is None:
-                    self._count = int(n) + 1
-                yield item
+                    self._count = n
+                yield x
         if info is None:
             self._finish_epoch(epoch)
 
@@ -383,12 +419,8 @@ def expand_compact(batch: dict) -> dict:
     """A compact batch (`windows` int32 `[n, seq_len + 1]`) as `input_ids` / `labels` int64."""
     if "windows" not in batch:
         return batch
-    windows = batch["windows"]
-    return {
-        "input_ids": windows[:, :-1].to(torch.int64),
-        "labels": windows[:, 1:].to(torch.int64),
-        "index": torch.as_tensor(batch["index"], dtype=torch.int64),
-    }
+    windows = batch["windows"].to(torch.int64)
+    return {"input_ids": windows[:, :-1], "labels": windows[:, 1:], "index": torch.as_tensor(batch["index"], dtype=torch.int64)}
 
 
 def collate_windows(items: list[dict]) -> dict:

@@ -56,7 +56,7 @@ class TokenLoader:
         epoch = ds._epoch
         delivered = 0
         for batch in self._batches():
-            delivered += len(batch["input_ids"])
+            delivered += batch["input_ids"].shape[0]
             ds._count = delivered
             yield batch
         ds._finish_epoch(epoch)
