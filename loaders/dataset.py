@@ -114,8 +114,8 @@ class TokenDataset(IterableDataset):
         self.shuffle_shards = shuffle_shards
         self.chunk = chunk
         self.batch_size = None
-        # Batches as int32 `windows` (expanded by `expand_compact`): a quarter of the bytes
-        # to send from a DataLoader worker.
+        # Batches as int32 `windows` (split and expanded by `expand_compact`): a quarter of the
+        # bytes to send from a DataLoader worker.
         self.compact = False
         if batch_size is not None:
             self.batch_size = self.chunk = batch_size
@@ -415,12 +415,18 @@ def _mask_documents(item: dict, doc_starts: np.ndarray, seq_len: int) -> None:
     item["cu_seqlens"] = torch.from_numpy(segments.astype(np.int32))
 
 
-def expand_compact(batch: dict) -> dict:
-    """A compact batch (`windows` int32 `[n, seq_len + 1]`) as `input_ids` / `labels` int64."""
+def expand_compact(batch: dict, batch_size: int) -> list[dict]:
+    """Batches of `batch_size` from a compact one (`windows` int32 `[n, seq_len + 1]`), with
+    `input_ids` / `labels` int64 views offset by one; any other batch as it is."""
     if "windows" not in batch:
-        return batch
-    windows = batch["windows"].to(torch.int64)
-    return {"input_ids": windows[:, :-1], "labels": windows[:, 1:], "index": torch.as_tensor(batch["index"], dtype=torch.int64)}
+        return [batch]
+    # NumPy's cast runs on this thread; torch's wakes its thread pool, which competes with the
+    # DataLoader workers for the cores.
+    windows = torch.from_numpy(batch["windows"].numpy().astype(np.int64))
+    inputs, labels = windows[:, :-1], windows[:, 1:]
+    index = torch.as_tensor(batch["index"], dtype=torch.int64)
+    return [{"input_ids": inputs[a : a + batch_size], "labels": labels[a : a + batch_size], "index": index[a : a + batch_size]}
+            for a in range(0, len(windows), batch_size)]
 
 
 def collate_windows(items: list[dict]) -> dict:
