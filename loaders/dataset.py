@@ -228,16 +228,25 @@ class TokenDataset(IterableDataset):
             self._blocks.popitem(last=False)
         return hit
 
-    def _read(self, block: int, a: int, b: int) -> np.ndarray:
-        """Stream tokens `a .. b-1` of a block (block-local positions)."""
+    def _read(self, block: int, a: int, b: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Stream tokens `a .. b-1` of a block (block-local positions), written into `out` if
+        given (EOS placed in one pass, without an intermediate array)."""
         values, _, ends = self._block(block)
-        if ends is None:
-            return values[a:b]
-        c0, c1 = np.searchsorted(ends, [a, b]).tolist()
-        piece = values[a - c0 : b - c1]
-        if c1 > c0:
-            piece = np.insert(piece, ends[c0:c1] - a - np.arange(c1 - c0), self.eos_id)
-        return piece
+        c0, c1 = (0, 0) if ends is None else np.searchsorted(ends, (a, b)).tolist()
+        if c0 == c1:
+            piece = values[a - c0 : b - c0]
+            if out is None:
+                return piece
+            out[:] = piece
+            return out
+        if out is None:
+            out = np.empty(b - a, dtype=values.dtype)
+        eos = ends[c0:c1] - a
+        tokens = np.ones(b - a, dtype=bool)
+        tokens[eos] = False
+        out[tokens] = values[a - c0 : b - c1]
+        out[eos] = self.eos_id
+        return out
 
     def _window_tokens(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The `seq_len + 1` tokens of window `index` and where documents start inside it."""
@@ -291,7 +300,10 @@ class TokenDataset(IterableDataset):
                 out[row] = self._window_tokens(epoch, int(indices[row]))[0]
                 continue
             values, _, ends = cached.get(block) or self._block(block)
-            out[row] = values[a : a + n] if ends is None else self._read(block, a, a + n)
+            if ends is None:
+                out[row] = values[a : a + n]
+            else:
+                self._read(block, a, a + n, out[row])
         return out
 
     def _batch(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list] | None = None) -> dict:
