@@ -288,30 +288,64 @@ class TokenDataset(IterableDataset):
         inside = lo + self.seq_len < layout.starts[pos + 1]
         return layout.order[pos].tolist(), (lo - layout.starts[pos]).tolist(), inside.tolist()
 
-    def _fill(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list], dtype=np.int64) -> np.ndarray:
+    def _fill(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list], dtype=np.int64,
+              doc_starts: list | None = None) -> np.ndarray:
         """The planned windows' tokens, `[n, seq_len + 1]`, copied straight from the mapped
-        blocks into one array (the only copy made)."""
+        blocks into one array (the only copy made). With a `doc_starts` list, each window's
+        document starts (offsets inside the window) are appended to it."""
         n = self.seq_len + 1
         blocks, offsets, inside = plan
         out = np.empty((len(blocks), n), dtype=dtype)
         cached = self._blocks
         for row, (block, a, one_block) in enumerate(zip(blocks, offsets, inside)):
             if not one_block:
-                out[row] = self._window_tokens(epoch, int(indices[row]))[0]
+                out[row], starts = self._window_tokens(epoch, int(indices[row]))
+                if doc_starts is not None:
+                    doc_starts.append(starts)
                 continue
-            values, _, ends = cached.get(block) or self._block(block)
+            values, starts, ends = cached.get(block) or self._block(block)
             if ends is None:
                 out[row] = values[a : a + n]
             else:
                 self._read(block, a, a + n, out[row])
+            if doc_starts is not None:
+                doc_starts.append(starts[starts.searchsorted(a) : starts.searchsorted(a + n)] - a)
         return out
+
+    def _masked(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list]) -> tuple[np.ndarray, ...]:
+        """Tokens and document masking of the planned windows, for all of them at once:
+        `windows [n, seq_len + 1]`, `labels [n, seq_len]` (-100 where the target starts the next
+        document), `position_ids [n, seq_len]` and `cu_seqlens` over the `n * seq_len` tokens."""
+        found: list[np.ndarray] = []
+        windows = self._fill(epoch, indices, plan, doc_starts=found)
+        n, seq_len = windows.shape[0], self.seq_len
+        rows = np.repeat(np.arange(n), np.fromiter(map(len, found), dtype=np.int64, count=n))
+        starts = np.concatenate(found)
+        labels = windows[:, 1:].copy()
+        ends = starts >= 1
+        labels.reshape(-1)[rows[ends] * seq_len + starts[ends] - 1] = IGNORE_INDEX
+        inner = ends & (starts < seq_len)
+        # Segments start at every window's first token and at the documents starting inside.
+        first = np.zeros(n * seq_len + 1, dtype=bool)
+        first[::seq_len] = True
+        first[rows[inner] * seq_len + starts[inner]] = True
+        cu = np.flatnonzero(first)
+        # Positions count up by one and fall back to 0 at each segment start.
+        step = np.ones(n * seq_len, dtype=np.int64)
+        step[cu[1:-1]] = 1 - np.diff(cu[:-1])
+        step[0] = 0
+        return windows, labels, np.cumsum(step).reshape(n, seq_len), cu
 
     def _batch(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list] | None = None) -> dict:
         """A collated batch of windows (see `collate_windows`), gathered without per-item work:
-        `input_ids` and `labels` are views of one `[n, seq_len + 1]` tensor, offset by one."""
-        if self.document_masking:
-            return collate_windows([self.window(epoch, int(g)) for g in indices])
+        without masking, `input_ids` and `labels` are views of one `[n, seq_len + 1]` tensor,
+        offset by one."""
         plan = plan or self._plan(epoch, indices)
+        if self.document_masking:
+            windows, labels, positions, cu = self._masked(epoch, indices, plan)
+            return {"input_ids": torch.from_numpy(windows[:, :-1]), "labels": torch.from_numpy(labels),
+                    "index": torch.from_numpy(indices), "position_ids": torch.from_numpy(positions),
+                    "cu_seqlens": torch.from_numpy(cu.astype(np.int32)), "max_seqlen": int(np.diff(cu).max())}
         if self.compact:
             return {"windows": torch.from_numpy(self._fill(epoch, indices, plan, np.int32)), "index": indices.tolist()}
         windows = self._fill(epoch, indices, plan)
@@ -346,27 +380,31 @@ class TokenDataset(IterableDataset):
             if len(q):
                 yield q
 
-    def _items(self, epoch: int, indices: np.ndarray) -> Iterator[dict]:
-        """The items of global windows `indices`, in order."""
-        if self.document_masking:
-            return (self.window(epoch, int(g)) for g in indices)
-        return self._filled_items(epoch, indices, self._plan(epoch, indices))
-
-    def _filled_items(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list], fill: int = 64) -> Iterator[dict]:
-        """Items copied `fill` windows at a time, so an item holds on to a small array only."""
+    def _items(self, epoch: int, indices: np.ndarray, fill: int = 64) -> Iterator[dict]:
+        """The items of global windows `indices`, in order, copied `fill` windows at a time (an
+        item holds on to a small array only)."""
+        plan = self._plan(epoch, indices)
         for a in range(0, len(indices), fill):
-            part = indices[a : a + fill]
-            windows = self._fill(epoch, part, tuple(x[a : a + fill] for x in plan))
-            inputs, labels = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
-            yield from ({"input_ids": x, "labels": y, "index": g} for x, y, g in zip(inputs, labels, part.tolist()))
+            part, part_plan = indices[a : a + fill], tuple(x[a : a + fill] for x in plan)
+            if not self.document_masking:
+                windows = self._fill(epoch, part, part_plan)
+                inputs, labels = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
+                yield from ({"input_ids": x, "labels": y, "index": g} for x, y, g in zip(inputs, labels, part.tolist()))
+                continue
+            windows, labels, positions, cu = self._masked(epoch, part, part_plan)
+            inputs, labels, positions = (torch.from_numpy(x) for x in (windows[:, :-1], labels, positions))
+            bounds = np.searchsorted(cu, np.arange(len(part) + 1) * self.seq_len).tolist()
+            cu = cu.astype(np.int32)
+            for row, g in enumerate(part.tolist()):
+                own = cu[bounds[row] : bounds[row + 1] + 1] - row * self.seq_len
+                yield {"input_ids": inputs[row], "labels": labels[row], "index": g, "position_ids": positions[row],
+                       "cu_seqlens": torch.from_numpy(own)}
 
     def _batches(self, epoch: int, q: np.ndarray, indices: np.ndarray) -> tuple[list[int], Iterator[dict]]:
         """The batches (one per chunk) of the items `q` and, for each, the items taken after it."""
         cuts = (np.flatnonzero(np.diff(q // self.chunk)) + 1).tolist()
         bounds = list(zip([0] + cuts, cuts + [len(q)]))
         taken = [int(q[b - 1]) + 1 for _, b in bounds]
-        if self.document_masking:
-            return taken, (self._batch(epoch, indices[a:b]) for a, b in bounds)
         blocks, offsets, inside = self._plan(epoch, indices)
         return taken, (self._batch(epoch, indices[a:b], (blocks[a:b], offsets[a:b], inside[a:b])) for a, b in bounds)
 
