@@ -32,13 +32,16 @@ def test_signatures_equal_datasketch(num_perm, seed, ngram):
 
 @pytest.mark.parametrize("ngram", [5, 2])
 def test_vectorized_hashes_equal_scalar_reference(monkeypatch, ngram):
-    """Whole-batch hashing (also cut into many small chunks) gives, document by document,
-    the scalar `shingle_hash` of the reference shingles, on ASCII and non-ASCII text."""
+    """Whole-batch hashing (also cut into many small chunks, with power tables beyond the
+    cache) gives, document by document, the scalar `shingle_hash` of the reference
+    shingles, on ASCII and non-ASCII text."""
     table = pa.concat_tables([multilingual_table(), sms_table().slice(0, 100)])
     docs = table.column("text").to_pylist() + ["", "Ends with a word", "starts", "中文", "İstanbul’da ‘quoted’ — e\u0301 ﬁ"]
     expected = [[text.shingle_hash(s) for s in text.shingles(doc, ngram)] for doc in docs]
-    for chunk_bytes in (1 << 18, 200):
+    for chunk_bytes, cached_powers in ((1 << 18, 1 << 23), (200, 128)):
         monkeypatch.setattr(text, "_CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(text._Powers, "CACHE_LIMIT", cached_powers)
+        monkeypatch.setattr(text, "_powers", text._Powers())
         hashes, offsets = text.shingle_hashes(pa.array(docs, pa.large_string()), ngram)
         assert offsets[-1] == len(hashes) > 1000
         for i, doc in enumerate(docs):

@@ -63,18 +63,28 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
 
 
 class _Powers:
-    """BASE^t and BASE^-t mod 2^64 for t < n, grown on demand and shared by all calls."""
+    """BASE^t and BASE^-t mod 2^64 for t < n, shared by all calls and grown on demand up to
+    a cap (a larger single document gets tables of its own, not kept)."""
+
+    CACHE_LIMIT = 1 << 23
 
     def __init__(self):
-        self.up = np.ones(1, dtype=np.uint64)
-        self.down = np.ones(1, dtype=np.uint64)
+        self.tables = self._make(1)
+
+    @staticmethod
+    def _make(size: int) -> tuple[np.ndarray, np.ndarray]:
+        up = np.cumprod(np.full(size, _BASE, dtype=np.uint64)) * np.uint64(_BASE_INV)
+        down = np.cumprod(np.full(size, _BASE_INV, dtype=np.uint64)) * np.uint64(_BASE)
+        return up, down
 
     def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.up) < n:
-            size = max(n, 2 * len(self.up))
-            self.up = np.cumprod(np.full(size, _BASE, dtype=np.uint64)) * np.uint64(_BASE_INV)
-            self.down = np.cumprod(np.full(size, _BASE_INV, dtype=np.uint64)) * np.uint64(_BASE)
-        return self.up, self.down
+        tables = self.tables
+        if len(tables[0]) >= n:
+            return tables
+        if n > self.CACHE_LIMIT:
+            return self._make(n)
+        self.tables = tables = self._make(min(max(n, 2 * len(tables[0])), self.CACHE_LIMIT))
+        return tables
 
 
 class _CodePoints:
