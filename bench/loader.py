@@ -7,7 +7,8 @@ writer in its recommended layout for LM pretraining:
   - MosaicML streaming: `MDSWriter`, one sample per pre-packed `seq_len + 1` window (ndarray:int32);
   - litdata: `optimize` with `TokensLoader` (one token stream), read as `seq_len + 1` blocks.
 Each is read with shuffling on, the same `seq_len`, batch size and worker count, for one epoch,
-in `--rounds` alternating rounds (the best figure of each is kept: the machine may be shared).
+in `--rounds` alternating rounds; the best and the median of each are reported (the machine
+may be shared).
 Time to first batch: building the dataset and loader and getting the first batch. Time to resume:
 from a state saved halfway through the epoch, a fresh dataset and loader to the next batch.
 
@@ -23,6 +24,7 @@ import tempfile
 import time
 import types
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import pyarrow as pa
@@ -160,7 +162,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--rounds", type=int, default=3, help="loaders alternate; best figure of each is kept")
+    ap.add_argument("--rounds", type=int, default=3, help="loaders alternate; best and median of each are reported")
     ap.add_argument("--only", nargs="*", default=["refinery", "mosaicml-streaming", "litdata"])
     args = ap.parse_args()
 
@@ -179,28 +181,30 @@ def main() -> None:
             start = time.perf_counter()
             writers[name]()
             written[name] = round(time.perf_counter() - start, 2)
-        best: dict[str, dict] = {}
+        rows: dict[str, list[dict]] = {name: [] for name in args.only}
         for _ in range(args.rounds):
             for name in args.only:
                 row = measure(name, makers[name], folders[name], args.seq_len, args.batch_size, args.workers)
                 print(json.dumps(row), flush=True)
-                if name not in best:
-                    best[name] = row | {"write_s": written[name]}
-                else:
-                    for key, pick in (("tokens_per_s", max), ("tokens_per_cpu_s", max), ("first_batch_s", min), ("resume_s", min)):
-                        best[name][key] = pick(best[name][key], row[key])
-        results = [best[name] for name in args.only]
-        print("best of", args.rounds, "rounds:")
-        for row in results:
-            print(json.dumps(row))
-        base = {r["loader"]: r for r in results}
-        if "refinery" in base:
-            for r in results:
-                if r["loader"] != "refinery":
-                    print(
-                        f"refinery / {r['loader']}: {base['refinery']['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s, "
-                        f"{base['refinery']['tokens_per_cpu_s'] / r['tokens_per_cpu_s']:.2f}x tokens per CPU second"
-                    )
+                rows[name].append(row)
+        keys = (("tokens_per_s", max), ("tokens_per_cpu_s", max), ("first_batch_s", min), ("resume_s", min))
+        summary = {
+            kind: {name: rows[name][0] | {key: (pick if kind == "best" else median)(r[key] for r in rows[name]) for key, pick in keys}
+                   | {"write_s": written[name]} for name in args.only}
+            for kind in ("best", "median")
+        }
+        for kind, results in summary.items():
+            print(f"{kind} of {args.rounds} rounds:")
+            for row in results.values():
+                print(json.dumps(row))
+            if "refinery" in results:
+                ours_row = results["refinery"]
+                for name, r in results.items():
+                    if name != "refinery":
+                        print(
+                            f"{kind}: refinery / {name}: {ours_row['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s, "
+                            f"{ours_row['tokens_per_cpu_s'] / r['tokens_per_cpu_s']:.2f}x tokens per CPU second"
+                        )
         print(json.dumps({"tokens": int(sum(map(len, docs))), "seq_len": args.seq_len, "batch_size": args.batch_size, "workers": args.workers}))
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -40,10 +40,11 @@ the dataset yields such batches itself (this is what `TokenLoader` uses), each b
 chunk, so the split and the state are the same as item by item; without masking, a batch's
 `input_ids` and `labels` are views of one `[n, seq_len + 1]` array, offset by one token.
 
-Speed. Where a run of items lies is worked out from the manifest alone, a thousand items at a
-time, with a few vectorized operations (window permutation, stream offsets, blocks); each
-window is then one slice of a memory-mapped block, copied once, straight into the int64 array
-that the tensors share, so the tokens are copied once and nothing is done per token in Python.
+Speed. Where a run of items lies is worked out from the manifest alone, about a thousand items
+at a time, with a few vectorized operations (window permutation, stream offsets, blocks). Each
+window is then one slice of a memory-mapped block copied straight into the int64 array that
+the tensors share (EOS, where the loader adds it, placed in the same write), and document
+masking is computed for a whole batch at once: nothing is done per token in Python.
 """
 from __future__ import annotations
 
