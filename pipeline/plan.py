@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from refinery.pipeline.config import Job
 from refinery.pipeline.readers import READ, read_file
 from refinery.pipeline.rundir import RunDir, atomic_write_parquet
+from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, type_name
 from refinery.pipeline.stage import GlobalStage, MapStage, Stage, Verdict, run_map_stage
 from refinery.pipeline.stats import StageStats, merge_all
 
@@ -74,6 +75,16 @@ class Plan:
                 current.append(stage)
         self.segments.append(Segment(len(self.segments), opener, current, True))
         self.fingerprint = hashlib.sha256(json.dumps(job.resolved(), sort_keys=True).encode()).hexdigest()
+
+    def output_columns(self) -> dict[str, str]:
+        """The columns of the kept documents and their Arrow types, known before the run starts."""
+        raw = self.job.config.input.format in ("warc", "html")
+        columns = {f.name: type_name(f.type) for f in (RAW_SCHEMA if raw else CORE_SCHEMA)}
+        for stage in self.stages:
+            for name in stage.removes:
+                columns.pop(name, None)
+            columns.update({name: type_name(dtype) for name, dtype in stage.added_columns().items()})
+        return columns
 
     @property
     def stage_names(self) -> list[str]:

@@ -24,6 +24,14 @@ RAW_FIELDS = [
 RAW_SCHEMA = pa.schema(CORE_FIELDS + RAW_FIELDS)
 
 
+def type_name(dtype: pa.DataType) -> str:
+    """An Arrow type as text, without the child field names that Parquet rewrites (item/element)."""
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        prefix = "large_list" if pa.types.is_large_list(dtype) else "list"
+        return f"{prefix}<{type_name(dtype.value_type)}>"
+    return str(dtype)
+
+
 def doc_bytes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """Size of each document in bytes: its raw page while it has one, else its UTF-8 text."""
     text_len = pc.binary_length(batch.column("text")).fill_null(0).to_numpy(zero_copy_only=False)

@@ -3,6 +3,7 @@ import json
 import sys
 
 import pyarrow as pa
+import yaml
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from refinery.pipeline import runners
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
+from refinery.pipeline.schema import type_name
 from refinery.pipeline.stage import GlobalStage
 from refinery.stages import STAGES
 
@@ -104,6 +106,9 @@ def test_local_run_statistics_and_cli(job_file, tmp_path, capsys):
     docs = kept_docs(run_dir)
     assert docs.num_rows == stats[-1]["docs_kept"]
     assert {"n_words", "n_chars", "long_docs_reason"} <= set(docs.schema.names)
+    # the output schema was declared before the run started
+    declared = yaml.safe_load((run_dir / "job.yaml").read_text())["output_columns"]
+    assert declared == {f.name: type_name(f.type) for f in docs.schema}
     assert not any(name.startswith("_") for name in docs.schema.names)
     # a routing stage drops nothing and writes the documents it would keep to their own output
     short = routed(run_dir)

@@ -34,7 +34,7 @@ def _engine(name: str, plan: Plan, **options):
 
 def _claim_run_dir(plan: Plan, job: Job) -> None:
     """A run directory holds one job: a rerun with another config is refused, not mixed."""
-    resolved = yaml.safe_dump(job.resolved(), sort_keys=False)
+    resolved = yaml.safe_dump({**job.resolved(), "output_columns": plan.output_columns()}, sort_keys=False)
     if plan.run.job.exists():
         previous = yaml.safe_load(plan.run.job.read_text())
         current = yaml.safe_load(resolved)
