@@ -19,7 +19,7 @@ def resolution_stats(resolution, cluster_column: str) -> dict:
     """{"extra": {...counts}, "histograms": {"cluster_size": {edges, counts}}, "examples": [...]}.
 
     `examples` holds the largest clusters (ties: smallest cluster id), each with its kept id
-    and up to five member ids; the lead merges `extra`/`histograms` into the stage stats."""
+    and up to five member ids; the runner merges `extra`/`histograms` into the stage stats."""
     sizes = _sizes(resolution, cluster_column)
     ids = np.asarray(sizes.column("cluster").to_pylist(), dtype=object)
     counts = sizes.column("count").to_numpy(zero_copy_only=False).astype(np.int64)
