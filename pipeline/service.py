@@ -137,14 +137,22 @@ def portable_config(conf: Path, ship_code: bool) -> dict:
         if not isinstance(entry, dict):
             continue
         for key, value in entry.items():
-            if key in ("stage", "name"):
-                continue
-            if isinstance(value, str):
-                entry[key] = _portable(value, bases, keep)
-            elif isinstance(value, list):
-                entry[key] = [_portable(v, bases, keep) if isinstance(v, str) else v for v in value]
+            if key not in ("stage", "name"):
+                entry[key] = _portable_values(value, bases, keep)
     data.pop("output", None)
     return data
+
+
+def _portable_values(value, bases: list[Path], keep: Path | None):
+    """Every string inside a stage parameter, nested mappings and lists included (a classifier's
+    `path` sits two levels down), made portable."""
+    if isinstance(value, str):
+        return _portable(value, bases, keep)
+    if isinstance(value, list):
+        return [_portable_values(v, bases, keep) for v in value]
+    if isinstance(value, dict):
+        return {k: _portable_values(v, bases, keep) for k, v in value.items()}
+    return value
 
 
 def check_config(conf: Path, runner: str) -> None:

@@ -227,12 +227,16 @@ def test_config_paths_are_made_portable(job_file, tmp_path):
     assert data["input"]["paths"] == [str(tmp_path / "data" / "*.jsonl*")]
     (tmp_path / "other.yaml").write_text(
         "input: {paths: ['s3://bucket/*.jsonl', '/abs/x.jsonl', 'missing/*.jsonl'], format: jsonl}\n"
-        "output: somewhere\nstages:\n  - {stage: langid, model: models/lid.176.ftz, languages: [en]}\n")
+        "output: somewhere\nstages:\n  - {stage: langid, model: models/lid.176.ftz, languages: [en]}\n"
+        "  - {stage: classify, classifiers: {q: {path: data/x.ftz}}}\n")
     data = service.portable_config(tmp_path / "other.yaml", ship_code=True)
     assert data["input"]["paths"] == ["s3://bucket/*.jsonl", "/abs/x.jsonl", "missing/*.jsonl"]
     assert "output" not in data
     assert data["stages"][0]["languages"] == ["en"]
     assert data["stages"][0]["model"] == "models/lid.176.ftz"  # resolves against the shipped copy
+    (tmp_path / "data" / "x.ftz").write_bytes(b"model")
+    data = service.portable_config(tmp_path / "other.yaml", ship_code=False)
+    assert data["stages"][1]["classifiers"]["q"]["path"] == str(tmp_path / "data" / "x.ftz")  # nested paths too
 
 
 def test_token_sources(tmp_path, monkeypatch):
