@@ -110,13 +110,17 @@ class DocumentStage(MapStage):
     marks the document errored under `DocumentError.kind` or the exception's class name.
     """
 
+    # The columns besides `text` that `evaluate` reads from `row`; only these become Python
+    # values, so a batch's other columns (token lists, raw pages) cost nothing per document.
+    row_columns: ClassVar[tuple[str, ...]] = ()
+
     def evaluate(self, text: str, row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         raise NotImplementedError
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
         n = batch.num_rows
         texts = batch.column("text").to_pylist()
-        others = {name: batch.column(name).to_pylist() for name in batch.schema.names if name not in ("text", "html")}
+        others = {name: batch.column(name).to_pylist() for name in self.row_columns if name in batch.schema.names}
         values: dict[str, list] = {name: [None] * n for name in self.columns}
         failed: dict[str, np.ndarray] = {}
         errors: dict[str, np.ndarray] = {}

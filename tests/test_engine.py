@@ -97,3 +97,17 @@ def test_apply_verdict_bytes():
     b = batch(["héllo", "a"])
     kept, stats = apply_verdict(stage, b, stage.process(b))
     assert stats.bytes_in == 7 and stats.bytes_kept == 6
+
+
+def test_document_stage_rows_carry_only_the_columns_it_reads():
+    seen = []
+
+    class UrlReader(VowelRatio):
+        row_columns = ("url", "source")
+
+        def evaluate(self, text, row):
+            seen.append(row)
+            return {"vowel_ratio": 0.5}, []
+
+    run_map_stage(UrlReader(StageParams()), batch(["banana"]))
+    assert seen == [{"url": None, "source": "mem"}]
