@@ -135,7 +135,7 @@ def split_chunks(table: pa.Table) -> Iterator[pa.RecordBatch]:
     """One record batch per (unit, chunk) present in a table (engines may merge blocks)."""
     if table.num_rows == 0:
         return
-    batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
+    batch = table.combine_chunks().to_batches()[0]
     keys = np.asarray(batch.column(UNIT)).astype(np.int64) << 32 | np.asarray(batch.column(CHUNK)).astype(np.int64)
     for key in np.unique(keys):
         yield batch.filter(pa.array(keys == key))

@@ -11,7 +11,7 @@ import os
 
 import pyarrow as pa
 
-from refinery.pipeline.plan import (CHUNK, UNIT, Plan, Segment, empty_resolution, ready_stages, run_stage_on_chunk,
+from refinery.pipeline.plan import (Plan, Segment, chunk_of, empty_resolution, ready_stages, run_stage_on_chunk,
                                     split_chunks, write_chunk)
 from refinery.pipeline.stage import GlobalStage
 
@@ -47,7 +47,7 @@ def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     """Writes each chunk of a block as its Parquet part; returns one (unit, chunk, docs) row per part."""
     rows = {"unit": [], "chunk": [], "docs": []}
     for batch in split_chunks(table):
-        unit, chunk = batch.column(UNIT)[0].as_py(), batch.column(CHUNK)[0].as_py()
+        unit, chunk = chunk_of(batch)
         rows["unit"].append(unit)
         rows["chunk"].append(chunk)
         rows["docs"].append(write_chunk(plan, segment, unit, chunk, batch))
