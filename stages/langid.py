@@ -15,11 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from refinery.classifiers.paths import resolve_path
+from refinery.pipeline.resources import bundled
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = REPO_ROOT / "models" / "lid.176.ftz"
+# The bundled model, by its name in the checkout; DEFAULT_MODEL is its path (looked up on use).
+MODEL = "models/lid.176.ftz"
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Japanese prose is about a third kana or more; Chinese text borrowing a brand name has very little.
@@ -40,15 +42,14 @@ class LangIdParams(StageParams):
 
 
 def resolve_model(path: str | None, base: Path | None = None) -> Path:
-    if path is None:
-        return DEFAULT_MODEL
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        return candidate
-    for root in (base, Path.cwd(), REPO_ROOT):
-        if root is not None and (root / candidate).is_file():
-            return (root / candidate).resolve()
-    return candidate
+    """The bundled lid.176 when no model is given, else the path as resolve_path finds it."""
+    return bundled(MODEL) if path is None else resolve_path(path, base)
+
+
+def __getattr__(name: str):
+    if name == "DEFAULT_MODEL":
+        return bundled(MODEL)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def script_label(text: str, label: str) -> str:

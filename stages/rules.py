@@ -14,11 +14,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from refinery.pipeline.resources import bundled
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.stages import rule_families as rf
 from refinery.stages.words import is_cjk
 
-BADWORDS_DIR = Path(__file__).resolve().parent.parent / "conf" / "rules" / "badwords"
+# The bundled LDNOOBW lists, one file per language (refinery.pipeline.resources.bundled).
+BADWORDS = "conf/rules/badwords"
 
 
 class Family(BaseModel):
@@ -134,7 +136,8 @@ class Rules(MapStage):
     def __init__(self, params, **kw):
         super().__init__(params, **kw)
         bw = params.c4_badwords
-        self.badwords = rf.BadWords(Path(bw.folder) if bw and bw.folder else BADWORDS_DIR)
+        # the bundled lists are looked up only when the family is on
+        self.badwords = rf.BadWords(Path(bw.folder) if bw.folder else bundled(BADWORDS)) if bw else None
 
     @classmethod
     def check_params(cls, params: RulesParams, base) -> None:
