@@ -32,8 +32,12 @@ def _run(args) -> int:
 
 def _stats(args) -> int:
     from refinery.pipeline.funnel import format_funnel, load_stats
+    from refinery.pipeline.rundir import open_existing_run
 
-    stats = load_stats(args.run)
+    run = open_existing_run(args.run)
+    if run is None:
+        return 2
+    stats = load_stats(run)
     print(json.dumps(stats, indent=2) if args.json else format_funnel(stats))
     return 0
 

@@ -7,54 +7,48 @@ fly and the figures are marked `partial`, so a user can watch a job without wait
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import yaml
 
 from refinery.pipeline.readers import READ
+from refinery.pipeline.rundir import PARTS, STATS, RunDir
 from refinery.pipeline.stats import StageStats, merge_all
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(run: RunDir, name: str) -> dict | None:
     """A statistics file, or None when it vanished (a retried unit clears its parts) or is unreadable."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(run.read_text(name))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
-def stage_order(run_dir: str | Path) -> list[tuple[str, str]]:
+def stage_order(run: RunDir) -> list[tuple[str, str]]:
     """(name, kind) of every stage of the run, `read` first, from the resolved RUN/job.yaml."""
-    job = yaml.safe_load((Path(run_dir) / "job.yaml").read_text()) or {}
+    job = yaml.safe_load(run.read_text(run.job)) or {}
     return [(READ, READ)] + [(s["name"], s["stage"]) for s in job.get("stages") or []]
 
 
-def load_stage(run_dir: Path, name: str, kind: str) -> dict:
+def load_stage(run: RunDir, name: str, kind: str) -> dict:
     """One stage's statistics: the merged file when it is newer than every partial, else the
     partials merged now (`partial: true`)."""
-    merged_path = run_dir / "stats" / f"{name}.json"
-    parts = sorted((run_dir / "_parts" / name).glob("*.json"))
-    if merged_path.exists() and _mtime(merged_path) >= max((_mtime(p) for p in parts), default=0.0):
-        merged = _read_json(merged_path)
+    merged_name = run.stats_file(name)
+    parts = run.mtimes(f"{PARTS}/{name}")
+    merged_time = run.mtimes(STATS).get(merged_name)
+    if merged_time is not None and merged_time >= max(parts.values(), default=0.0):
+        merged = _read_json(run, merged_name)
         if merged is not None:
             return {**merged, "partial": False}
-    data = (_read_json(p) for p in parts)
+    data = (_read_json(run, p) for p in sorted(parts))
     stats = merge_all((StageStats.from_dict(d) for d in data if d is not None), name, kind)
     return {**stats.to_dict(), "partial": True}
 
 
-def load_stats(run_dir: str | Path) -> list[dict]:
-    """The per-stage statistics of a run, in pipeline order; each has `partial` set when its
-    figures come from the partial files of a running or interrupted job."""
-    run_dir = Path(run_dir)
-    return [load_stage(run_dir, name, kind) for name, kind in stage_order(run_dir)]
+def load_stats(run_dir: str | RunDir) -> list[dict]:
+    """The per-stage statistics of a run (a path or URI), in pipeline order; each has `partial`
+    set when its figures come from the partial files of a running or interrupted job."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    return [load_stage(run, name, kind) for name, kind in stage_order(run)]
 
 
 def is_partial(stats: list[dict]) -> bool:

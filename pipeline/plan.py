@@ -7,7 +7,6 @@ completion markers are named the same whichever runner produced them.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,11 +16,10 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from refinery.pipeline.config import Job
 from refinery.pipeline.readers import READ, read_file
-from refinery.pipeline.rundir import RunDir, atomic_write_parquet
+from refinery.pipeline.rundir import RunDir
 from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, type_name
 from refinery.pipeline.stage import GlobalStage, MapStage, Stage, Verdict, run_map_stage
 from refinery.pipeline.stats import StageStats, merge_all
@@ -30,23 +28,28 @@ UNIT, CHUNK = "_unit", "_chunk"
 
 
 class ResolvedFilter(MapStage):
-    """The filter phase of a global stage: a map stage over its stored resolution."""
+    """The filter phase of a global stage: a map stage over its stored resolution. A chunk is
+    judged against its own unit's share of the resolution only; no worker reads the whole."""
 
-    def __init__(self, stage: GlobalStage, resolution_path: Path):
+    def __init__(self, stage: GlobalStage, run: RunDir):
         super().__init__(stage.params, name=stage.name, annotate_only=stage.annotate_only)
         self.kind = stage.kind
         self.columns = stage.columns
         self.histograms = stage.histograms
         self.removes = stage.removes
         self.stage = stage
-        self.resolution_path = resolution_path
-        self.resolution: pa.Table | None = None
+        self.run = run
+        self.loaded: tuple[int, pa.Table] | None = None
 
-    def setup(self) -> None:
-        self.resolution = pq.read_table(self.resolution_path)
+    def resolution(self, unit: int) -> pa.Table:
+        if self.loaded is None or self.loaded[0] != unit:
+            name = self.run.resolution_part(self.name, unit)
+            table = self.run.read_parquet(name) if self.run.exists(name) else empty_resolution(self.stage)
+            self.loaded = (unit, table)
+        return self.loaded[1]
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
-        return self.stage.verdict(batch, self.resolution)
+        return self.stage.verdict(batch, self.resolution(chunk_of(batch)[0]))
 
 
 @dataclass
@@ -90,12 +93,12 @@ class Plan:
     def stage_names(self) -> list[str]:
         return [READ] + [s.name for s in self.stages]
 
-    def output_dir(self, segment: Segment) -> Path:
+    def output_dir(self, segment: Segment) -> str:
         return self.run.segment_output(segment.index, segment.last)
 
     def parts(self, segment: Segment) -> list[str]:
-        """The Parquet parts a segment has written."""
-        return sorted(glob.glob(str(self.output_dir(segment) / "part-*.parquet")))
+        """The Parquet parts a segment has written, as names in the run directory."""
+        return self.run.parts(self.output_dir(segment))
 
     def units(self, segment: Segment) -> list[str]:
         if segment.index == 0:
@@ -106,7 +109,7 @@ class Plan:
         """The segment's stages as map stages, the opener's filter phase first."""
         stages: list[Stage] = list(segment.stages)
         if segment.opener is not None:
-            stages.insert(0, ResolvedFilter(segment.opener, self.run.resolution(segment.opener.name)))
+            stages.insert(0, ResolvedFilter(segment.opener, self.run))
         return stages
 
     def read_unit(self, segment: Segment, unit: int, path: str) -> Iterator[tuple[int, pa.RecordBatch, StageStats | None]]:
@@ -114,7 +117,7 @@ class Plan:
         if segment.index == 0:
             source = read_file(path, self.job.config.input)
         else:
-            source = ((b, None) for b in pq.ParquetFile(path).iter_batches(batch_size=65536))
+            source = ((b, None) for b in self.run.open_parquet(path).iter_batches(batch_size=65536))
         for chunk, (batch, stats) in enumerate(source):
             yield chunk, tag(batch, unit, chunk), stats
 
@@ -151,15 +154,20 @@ def run_stage_on_chunk(plan: Plan, segment: Segment, stage: MapStage, batch: pa.
     if stage.route is not None:
         selected = kept.filter(pc.is_null(kept.column(stage.reason_column)))
         if selected.num_rows:
-            path = plan.run.route_part(stage.route, segment.index, where[0], where[1])
-            atomic_write_parquet(path, selected.drop_columns([UNIT, CHUNK]))
+            name = plan.run.route_part(stage.route, segment.index, where[0], where[1])
+            plan.run.write_parquet(name, selected.drop_columns([UNIT, CHUNK]))
     return kept
 
 
 def write_chunk(plan: Plan, segment: Segment, unit: int, chunk: int, batch: pa.RecordBatch) -> int:
-    """Write a chunk's kept documents (untagged) as one Parquet part; returns the row count."""
+    """Write a chunk's kept documents (untagged) as one Parquet part, and in the last segment
+    let every stage write its own per-part output; returns the row count."""
     if batch.num_rows:
-        atomic_write_parquet(plan.run.part_path(plan.output_dir(segment), unit, chunk), batch.drop_columns([UNIT, CHUNK]))
+        docs = batch.drop_columns([UNIT, CHUNK])
+        plan.run.write_parquet(plan.run.part_name(plan.output_dir(segment), unit, chunk), docs)
+        if segment.last:
+            for stage in plan.stages:
+                stage.write_part(plan.run, unit, chunk, docs)
     return batch.num_rows
 
 
@@ -174,7 +182,7 @@ _READY_STAGES: dict[tuple[str, str, int], list[MapStage]] = {}
 
 
 def ready_stages(plan: Plan, segment: Segment) -> list[MapStage]:
-    key = (str(plan.run.root), plan.fingerprint, segment.index)
+    key = (plan.run.uri, plan.fingerprint, segment.index)
     if key not in _READY_STAGES:
         stages = plan.map_stages(segment)
         for stage in stages:
@@ -202,20 +210,61 @@ def process_unit(plan: Plan, segment_index: int, unit: int, path: str) -> tuple[
     return docs, nbytes
 
 
-def signatures_of_part(stage: GlobalStage, path: str) -> pa.Table:
-    """The map phase of a global stage over one Parquet part."""
-    batches = [stage.signatures(b) for b in pq.ParquetFile(path).iter_batches(batch_size=65536)]
-    return pa.Table.from_batches(batches)
+def signatures_of_part(stage: GlobalStage, run: RunDir, unit: int, name: str) -> pa.Table:
+    """The map phase of a global stage over one Parquet part, each row tagged with the part's
+    unit number (the unit it is read as in the next segment), so the resolution can be
+    written per unit."""
+    batches = [stage.signatures(b) for b in run.open_parquet(name).iter_batches(batch_size=65536)]
+    table = pa.Table.from_batches(batches)
+    return table.append_column(UNIT, pa.array(np.full(table.num_rows, unit, dtype=np.int32)))
+
+
+def write_resolution(run: RunDir, stage: GlobalStage, units: pa.Table) -> int:
+    """Write one unit's share of a resolution (rows tagged with `_unit`, all one unit);
+    returns its row count."""
+    if units.num_rows:
+        unit = units.column(UNIT)[0].as_py()
+        run.write_parquet(run.resolution_part(stage.name, unit), units.drop_columns([UNIT]))
+    return units.num_rows
+
+
+def by_unit(table: pa.Table) -> Iterator[pa.Table]:
+    """The rows of a `_unit`-tagged table, one table per unit, each sorted by id."""
+    if not table.num_rows:
+        return
+    table = table.sort_by([(UNIT, "ascending"), ("id", "ascending")])
+    units = table.column(UNIT).to_numpy()
+    bounds = [0, *(np.flatnonzero(np.diff(units)) + 1).tolist(), len(units)]
+    for start, stop in zip(bounds, bounds[1:]):
+        yield table.slice(start, stop - start)
+
+
+def resolve_in_process(plan: Plan, stage: GlobalStage, signatures: list[pa.Table]) -> dict | None:
+    """Resolve a global stage from its `_unit`-tagged signatures in this process and write the
+    resolution per unit (the local runner's path); returns the stage's resolution statistics."""
+    table = pa.concat_tables(signatures) if signatures else None
+    if table is None or not table.num_rows:
+        return resolution_stats(stage, empty_resolution(stage))
+    resolution = stage.resolve_local(table.drop_columns([UNIT]))
+    joined = resolution.join(table.select(["id", UNIT]), "id", join_type="inner")
+    for rows in by_unit(joined):
+        write_resolution(plan.run, stage, rows)
+    return resolution_stats(stage, resolution)
+
+
+def resolution_stats(stage: GlobalStage, resolution) -> dict | None:
+    """A global stage's own figures about its resolution (an Arrow table, a Ray Dataset or a
+    Spark DataFrame), e.g. dedup's cluster counts and sizes; None when it has none."""
+    describe = getattr(stage, "resolution_stats", None)
+    return None if describe is None else describe(resolution)
 
 
 def merge_stats(plan: Plan) -> list[StageStats]:
     """Merge every stage's partial statistics into RUN/stats/<stage>.json, in pipeline order."""
-    from refinery.pipeline.rundir import atomic_write_text
-
     merged = []
     kinds = {READ: READ, **{s.name: s.kind for s in plan.stages}}
     for name in plan.stage_names:
         stats = merge_all(plan.run.read_stats_parts(name), name, kinds[name])
-        atomic_write_text(plan.run.stats / f"{name}.json", stats.to_json())
+        plan.run.write_text(plan.run.stats_file(name), stats.to_json())
         merged.append(stats)
     return merged

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from refinery.pipeline.rundir import RunDir
+from refinery.pipeline.rundir import PARTS, RunDir
 
 log = logging.getLogger("refinery")
 
@@ -45,17 +45,16 @@ class Progress:
             self.bar.close()
 
     def _done(self) -> int:
-        return len(list((self.run.root / "_done").glob(f"s{self.segment}-*")))
+        return len(self.run.done_units(self.segment))
 
     def _scan(self) -> tuple[int, int]:
-        folder = self.run.root / "_parts" / self.first_stage
-        for path in folder.glob(f"s{self.segment}-*.json"):
-            if path.name not in self.seen:
+        for name in self.run.names(f"{PARTS}/{self.first_stage}"):
+            if name not in self.seen and name.rsplit("/", 1)[-1].startswith(f"s{self.segment}-"):
                 try:
-                    data = json.loads(path.read_text())
+                    data = json.loads(self.run.read_text(name))
                 except (OSError, ValueError):
                     continue
-                self.seen[path.name] = (data["docs_in"], data["bytes_in"])
+                self.seen[name] = (data["docs_in"], data["bytes_in"])
         return sum(d for d, _ in self.seen.values()), sum(b for _, b in self.seen.values())
 
     def _show(self, final: bool = False) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import html
 import math
 from datetime import datetime, timezone
-from pathlib import Path
 
 from refinery.pipeline.funnel import _size, is_partial, load_stats
-from refinery.pipeline.rundir import atomic_write_text
+from refinery.pipeline.rundir import REPORT, RunDir
+from refinery.pipeline.storage import atomic_write, filesystem
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -156,10 +156,10 @@ def _examples(stats: list[dict]) -> str:
     return "".join(out) or "<p class=\"muted\">No dropped examples.</p>"
 
 
-def render(run_dir: str | Path, stats: list[dict] | None = None) -> str:
-    """The report page of a run as an HTML string."""
-    run_dir = Path(run_dir)
-    stats = load_stats(run_dir) if stats is None else stats
+def render(run_dir: str | RunDir, stats: list[dict] | None = None) -> str:
+    """The report page of a run (a path or URI) as an HTML string."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    stats = load_stats(run) if stats is None else stats
     partial = is_partial(stats)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     first = stats[0] if stats else {"docs_in": 0, "bytes_in": 0}
@@ -169,8 +169,8 @@ def render(run_dir: str | Path, stats: list[dict] | None = None) -> str:
     return "".join([
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">",
-        f"<title>refinery report · {esc(run_dir.name)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>refinery report</h1><div class=\"muted\">run <code>{esc(run_dir)}</code> · written {when}"
+        f"<title>refinery report · {esc(run.uri.rstrip('/').rsplit('/', 1)[-1])}</title><style>{STYLE}</style></head><body>",
+        f"<h1>refinery report</h1><div class=\"muted\">run <code>{esc(run.uri)}</code> · written {when}"
         f"{' · partial' if partial else ''}</div>",
         banner,
         f"<p id=\"summary\">{first['docs_in']:,} documents read ({esc(_size(first['bytes_in']))}), "
@@ -186,9 +186,14 @@ def render(run_dir: str | Path, stats: list[dict] | None = None) -> str:
     ])
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, stats: list[dict] | None = None) -> Path:
-    """Write the report (default RUN/stats/report.html) atomically; returns its path."""
-    run_dir = Path(run_dir)
-    path = Path(out) if out else run_dir / "stats" / "report.html"
-    atomic_write_text(path, render(run_dir, stats))
-    return path
+def write_report(run_dir: str | RunDir, out: str | None = None, stats: list[dict] | None = None) -> str:
+    """Write the report (default RUN/stats/report.html; `out` may be a path or URI) atomically;
+    returns where it went."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    page = render(run, stats)
+    if out is None:
+        run.write_text(REPORT, page)
+        return run.location(REPORT)
+    fs, path = filesystem(str(out))
+    atomic_write(fs, path, page.encode())
+    return str(out)

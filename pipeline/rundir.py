@@ -1,105 +1,209 @@
-"""The run directory (DESIGN.md "Run directory"): where outputs, partial stats and markers live.
+"""The run directory (DESIGN.md "Run directory"): the one place that knows a run's layout and
+the only code that writes into it.
 
-Every file is written atomically (temporary name, then rename), so a killed run never leaves a
-half-written part that a rerun would trust.
+A run directory is a local path or any URI `refinery.pipeline.storage` reaches (`s3://`,
+`gs://`, `hdfs://`, ...); the nodes of a cluster share nothing else. Every name below is relative
+to the run's root, every write is atomic (`storage.atomic_write`), and completion markers are
+written last, so a killed run never leaves a half-written file that a rerun would trust.
 """
 from __future__ import annotations
 
-import glob
+import io
 import json
 import os
-import uuid
-from pathlib import Path
+import re
+import sys
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from refinery.pipeline.stats import StageStats
+from refinery.pipeline.storage import StorageError, atomic_write, filesystem, list_folders, list_names
+
+DOCS, STATS, SHARDS, ROUTES, PARTS, DONE, WORK = "docs", "stats", "shards", "routes", "_parts", "_done", "_work"
+JOB = "job.yaml"
+REPORT = f"{STATS}/report.html"
+# What a unit's files are named after: the unit number in a name, per folder kind.
+_UNIT_IN = {
+    "part": re.compile(r"part-(?:s\d+-)?(\d{6})-\d{6}\."),
+    "stats": re.compile(r"s(\d+)-(\d{6})-\d{6}\.json$"),
+    "shard": re.compile(r"shard-(\d{6})-\d{6}-\d{3}\.arrow$"),
+}
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_parquet(path: str | os.PathLike, table: pa.Table | pa.RecordBatch) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+def parquet_bytes(table: pa.Table | pa.RecordBatch) -> bytes:
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
 
 
 class RunDir:
-    """Paths of one run. Units are numbered per segment: segment 0 reads the input files,
-    a later segment reads the previous segment's parts after a global stage."""
+    """Paths, reads and atomic writes of one run. Units are numbered per segment: segment 0
+    reads the input files, a later segment reads the previous segment's parts after a global
+    stage."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.uri = str(root)
+        self.fs, self.base = filesystem(self.uri)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
-    @property
-    def docs(self) -> Path:
-        return self.root / "docs"
+    def __str__(self) -> str:
+        return self.uri
 
-    @property
-    def stats(self) -> Path:
-        return self.root / "stats"
+    # --- reading and writing by name --------------------------------------------------------
 
-    @property
-    def shards(self) -> Path:
-        return self.root / "shards"
+    def path(self, name: str = "") -> str:
+        """The filesystem path of a name (a local path on a local disk)."""
+        return f"{self.base.rstrip('/')}/{name}" if name else self.base
 
-    @property
-    def job(self) -> Path:
-        return self.root / "job.yaml"
+    def location(self, name: str = "") -> str:
+        """A name as a path or URI anyone can open (for messages, and for readers and the loader)."""
+        if self.local:
+            return self.path(name)
+        return f"{self.uri.rstrip('/')}/{name}" if name else self.uri
 
-    def segment_output(self, segment: int, last: bool) -> Path:
-        return self.docs if last else self.root / "_work" / f"s{segment}"
+    def write_bytes(self, name: str, data: bytes) -> None:
+        atomic_write(self.fs, self.path(name), data)
 
-    def resolution(self, stage: str) -> Path:
-        return self.root / "_work" / f"{stage}.resolution.parquet"
+    def write_text(self, name: str, text: str) -> None:
+        self.write_bytes(name, text.encode())
 
-    def part_path(self, out_dir: Path, unit: int, chunk: int) -> Path:
-        return out_dir / f"part-{unit:06d}-{chunk:06d}.parquet"
+    def write_parquet(self, name: str, table: pa.Table | pa.RecordBatch) -> None:
+        self.write_bytes(name, parquet_bytes(table))
 
-    def route_part(self, route: str, segment: int, unit: int, chunk: int) -> Path:
-        return self.root / "routes" / route / f"part-s{segment}-{unit:06d}-{chunk:06d}.parquet"
+    def read_bytes(self, name: str) -> bytes:
+        with self.fs.open_input_stream(self.path(name)) as fh:
+            return fh.read()
 
-    def stats_part(self, segment: int, stage: str, unit: int, chunk: int) -> Path:
-        return self.root / "_parts" / stage / f"s{segment}-{unit:06d}-{chunk:06d}.json"
+    def read_text(self, name: str) -> str:
+        return self.read_bytes(name).decode()
 
-    def marker(self, segment: int, unit: int) -> Path:
-        return self.root / "_done" / f"s{segment}-{unit:06d}"
+    def open_parquet(self, name: str) -> pq.ParquetFile:
+        return pq.ParquetFile(self.fs.open_input_file(self.path(name)))
 
-    def is_done(self, segment: int, unit: int) -> bool:
-        return self.marker(segment, unit).exists()
+    def read_parquet(self, name: str) -> pa.Table:
+        return pq.read_table(self.path(name), filesystem=self.fs)
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
+
+    def names(self, folder: str) -> list[str]:
+        """The files of a folder of the run, as names relative to the root, sorted."""
+        return [f"{folder}/{n}" for n in list_names(self.fs, self.path(folder))]
+
+    def mtimes(self, folder: str) -> dict[str, float]:
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(folder), allow_not_found=True))
+        return {f"{folder}/{i.base_name}": i.mtime.timestamp() for i in infos
+                if i.type == pafs.FileType.File and not i.base_name.startswith(".")}
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            self.fs.delete_file(self.path(name))
+
+    # --- the layout -------------------------------------------------------------------------
+
+    job = JOB
+    docs = DOCS
+    shards = SHARDS
+
+    def stats_file(self, stage: str) -> str:
+        return f"{STATS}/{stage}.json"
+
+    def segment_output(self, segment: int, last: bool) -> str:
+        return DOCS if last else f"{WORK}/s{segment}"
+
+    def part_name(self, folder: str, unit: int, chunk: int) -> str:
+        return f"{folder}/part-{unit:06d}-{chunk:06d}.parquet"
+
+    def parts(self, folder: str) -> list[str]:
+        return [n for n in self.names(folder) if n.endswith(".parquet")]
+
+    def route_part(self, route: str, segment: int, unit: int, chunk: int) -> str:
+        return f"{ROUTES}/{route}/part-s{segment}-{unit:06d}-{chunk:06d}.parquet"
+
+    def stats_part(self, segment: int, stage: str, unit: int, chunk: int) -> str:
+        return f"{PARTS}/{stage}/s{segment}-{unit:06d}-{chunk:06d}.json"
+
+    def resolve_stats(self, stage: str) -> str:
+        return f"{PARTS}/{stage}/resolve.json"
+
+    def resolution_part(self, stage: str, unit: int) -> str:
+        """A global stage's decisions about the documents of one unit of the next segment."""
+        return f"{WORK}/{stage}.resolution/unit-{unit:06d}.parquet"
+
+    def clear_resolution(self, stage: str) -> None:
+        """Remove the unit files of an interrupted resolve before it is run again."""
+        self.remove(self.names(f"{WORK}/{stage}.resolution"))
+
+    def resolved_marker(self, stage: str) -> str:
+        return f"{DONE}/{stage}.resolved"
+
+    def shard_name(self, unit: int, chunk: int, index: int) -> str:
+        """A token shard of one chunk of the last segment, named inside `shards/`."""
+        return f"shard-{unit:06d}-{chunk:06d}-{index:03d}.arrow"
+
+    shard_manifests = f"{WORK}/shards"
+
+    def shard_manifest_part(self, unit: int, chunk: int) -> str:
+        return f"{self.shard_manifests}/part-{unit:06d}-{chunk:06d}.json"
+
+    def marker(self, segment: int, unit: int) -> str:
+        return f"{DONE}/s{segment}-{unit:06d}"
+
+    def done_units(self, segment: int) -> set[int]:
+        prefix = f"{DONE}/s{segment}-"
+        return {int(n[len(prefix):]) for n in self.names(DONE) if n.startswith(prefix)}
 
     def mark_done(self, segment: int, unit: int, source: str) -> None:
-        atomic_write_text(self.marker(segment, unit), source + "\n")
+        self.write_text(self.marker(segment, unit), source + "\n")
 
-    def clear_unit(self, segment: int, unit: int, out_dir: Path) -> None:
-        """Remove whatever an interrupted attempt at this unit left behind."""
-        for path in glob.glob(str(out_dir / f"part-{unit:06d}-*.parquet")):
-            os.remove(path)
-        for path in glob.glob(str(self.root / "_parts" / "*" / f"s{segment}-{unit:06d}-*.json")):
-            os.remove(path)
-        for path in glob.glob(str(self.root / "routes" / "*" / f"part-s{segment}-{unit:06d}-*.parquet")):
-            os.remove(path)
+    def clear_units(self, segment: int, units: set[int], out_dir: str, last: bool) -> None:
+        """Remove whatever interrupted attempts at these units left behind: parts, routed
+        parts, partial statistics and (last segment) token shards. Each folder is listed once."""
+        if not units:
+            return
+        doomed = [n for n in self.parts(out_dir) if self._unit(n, "part") in units]
+        for route in list_folders(self.fs, self.path(ROUTES)):
+            doomed += [n for n in self.names(f"{ROUTES}/{route}") if self._unit(n, "part", segment) in units]
+        for stage in list_folders(self.fs, self.path(PARTS)):
+            doomed += [n for n in self.names(f"{PARTS}/{stage}") if self._unit(n, "stats", segment) in units]
+        if last:
+            doomed += [n for n in self.names(SHARDS) if self._unit(n, "shard") in units]
+            doomed += [n for n in self.names(self.shard_manifests) if self._unit(n, "part") in units]
+        self.remove(doomed)
+
+    @staticmethod
+    def _unit(name: str, kind: str, segment: int | None = None) -> int | None:
+        base = name.rsplit("/", 1)[-1]
+        found = _UNIT_IN[kind].match(base)
+        if found is None:
+            return None
+        if kind == "stats":
+            return int(found.group(2)) if int(found.group(1)) == segment else None
+        if segment is not None and not base.startswith(f"part-s{segment}-"):  # routed parts name their segment
+            return None
+        return int(found.group(1))
 
     def write_stats_part(self, segment: int, unit: int, chunk: int, stats: StageStats) -> None:
         if stats.docs_in:
-            atomic_write_text(self.stats_part(segment, stats.stage, unit, chunk), stats.to_json())
+            self.write_text(self.stats_part(segment, stats.stage, unit, chunk), stats.to_json())
 
     def read_stats_parts(self, stage: str) -> list[StageStats]:
-        folder = self.root / "_parts" / stage
-        return [StageStats.from_dict(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+        return [StageStats.from_dict(json.loads(self.read_text(n))) for n in self.names(f"{PARTS}/{stage}")
+                if n.endswith(".json")]
+
+
+def open_existing_run(uri: str) -> RunDir | None:
+    """The run directory at `uri` for reading, or None after saying on stderr why it is not one."""
+    try:
+        run = RunDir(uri)
+        if run.exists(JOB):
+            return run
+        why = "not a run directory (no job.yaml)"
+    except (StorageError, OSError) as err:
+        why = str(err)
+    print(f"{uri}: {why}", file=sys.stderr)
+    return None

@@ -34,8 +34,9 @@ from pathlib import Path
 
 import yaml
 
+from refinery.pipeline.resources import BUNDLED, bundled, package_root
+
 PACKAGES = ("pipeline", "stages", "classifiers", "tokenize", "loaders", "trainer")
-BUNDLED = ("models", "blocklists", "conf")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -82,9 +83,9 @@ def client(address: str | None = None, token_file: str | None = None):
 
 
 def project_root() -> Path:
-    """The folder that holds the package's source folders (the checkout, or site-packages' copy)."""
-    spec = importlib.util.find_spec("refinery.pipeline")
-    return Path(list(spec.submodule_search_locations)[0]).resolve().parent
+    """The folder that holds the package's source and bundled folders (the checkout, site-packages'
+    `refinery/`, or a shipped copy)."""
+    return package_root()
 
 
 def stage_code(into: Path) -> Path:
@@ -99,11 +100,10 @@ def stage_code(into: Path) -> Path:
 
 
 def copy_bundled(target: Path) -> None:
-    """The project's bundled files (models, blocklists, conf) under `target`, same relative paths."""
-    root = project_root()
+    """The project's bundled files (models, blocklists, conf) under `target`, same relative paths;
+    FileNotFoundError when this install lacks one (the job would fail on the cluster)."""
     for name in BUNDLED:
-        if (root / name).is_dir():
-            shutil.copytree(root / name, target / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+        shutil.copytree(bundled(name), target / name, ignore=shutil.ignore_patterns("__pycache__", ".*"))
 
 
 def _portable(value: str, bases: list[Path], keep_under: Path | None) -> str:
@@ -261,13 +261,13 @@ def _jobs_cmd(args) -> int:
 def _report_cmd(args) -> int:
     from refinery.pipeline.funnel import is_partial, load_stats
     from refinery.pipeline.report import write_report
+    from refinery.pipeline.rundir import open_existing_run
 
-    run_dir = Path(args.run)
-    if not (run_dir / "job.yaml").is_file():
-        print(f"{run_dir}: not a run directory (no job.yaml)", file=sys.stderr)
+    run = open_existing_run(args.run)
+    if run is None:
         return 2
-    stats = load_stats(run_dir)
-    path = write_report(run_dir, args.output, stats)
+    stats = load_stats(run)
+    path = write_report(run, args.output, stats)
     print(f"{path}{' (partial figures: job running or interrupted)' if is_partial(stats) else ''}")
     return 0
 

@@ -82,9 +82,14 @@ class Stage:
     def setup(self) -> None:
         """Load models and other heavy state; called once per worker before the first batch."""
 
+    def write_part(self, run, unit: int, chunk: int, batch: pa.RecordBatch) -> None:
+        """Worker-side: one chunk's documents as the run keeps them (after every stage), for a
+        stage that writes its own output per part (tokenize: that chunk's token shards).
+        `run` is the `RunDir`. Must be deterministic: the same chunk gives the same files."""
+
     def finalize(self, run) -> None:
-        """Driver-side step after every document has passed every stage (e.g. tokenize writes
-        shards from `run.docs`); `run` is the `RunDir`. Must be deterministic and idempotent."""
+        """Driver-side step once every unit is done (tokenize merges the per-part shard
+        manifests). It reads only small per-part summaries, never the documents. Idempotent."""
 
 
 class MapStage(Stage):

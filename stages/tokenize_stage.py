@@ -1,12 +1,14 @@
 """The `tokenize` stage: SentencePiece ids for every document, then token shards for the run.
 
 `process` adds `input_ids` (list<int32>, with BOS/EOS as configured) and `n_tokens`, encoding
-the whole batch in SentencePiece's thread pool. `finalize` turns the run's kept documents into
-`RUN/shards/` (Arrow IPC shards + manifest.json), reading the Parquet parts in sorted order so
-every runner yields the same bytes.
+the whole batch in SentencePiece's thread pool. `write_part` runs on the worker that holds a
+chunk's finally kept documents and writes that chunk's shards into `RUN/shards/` (names from
+the unit and chunk, so every runner yields the same bytes) with a small manifest of its own;
+`finalize` merges those manifests, in name order, into `RUN/shards/manifest.json`.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from pydantic import Field
 
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
-from refinery.tokenize.shards import shards_from_docs
+from refinery.tokenize.shards import MANIFEST, ShardWriter, manifest_text, merge_manifests
 from refinery.tokenize.tokenizer import TOKEN_LIST, Tokenizer
 
 
@@ -79,13 +81,22 @@ class Tokenize(MapStage):
         failed = {"too_few_tokens": content < p.min_tokens} if p.min_tokens else {}
         return Verdict(batch, failed, errors)
 
+    def write_part(self, run, unit: int, chunk: int, batch: pa.RecordBatch) -> None:
+        if "input_ids" not in batch.schema.names:
+            return
+        p: TokenizeParams = self.params
+        writer = ShardWriter(lambda name, data: run.write_bytes(f"{run.shards}/{name}", data), self._info(),
+                             name=lambda index: run.shard_name(unit, chunk, index),
+                             shard_bytes=p.shard_bytes, block_tokens=p.block_tokens)
+        writer.write(batch.column("input_ids"), batch.column("id"))
+        run.write_text(run.shard_manifest_part(unit, chunk), json.dumps(writer.close()))
+
     def finalize(self, run) -> None:
         p: TokenizeParams = self.params
-        tok = self._loaded()
-        shards_from_docs(
-            run.docs,
-            run.shards,
-            tok.info(add_bos=p.add_bos, add_eos=p.add_eos),
-            shard_bytes=p.shard_bytes,
-            block_tokens=p.block_tokens,
-        )
+        parts = (json.loads(run.read_text(name)) for name in run.names(run.shard_manifests))
+        merged = merge_manifests(parts, self._info(), block_tokens=p.block_tokens, shard_bytes=p.shard_bytes)
+        run.write_text(f"{run.shards}/{MANIFEST}", manifest_text(merged))
+
+    def _info(self) -> dict:
+        p: TokenizeParams = self.params
+        return self._loaded().info(add_bos=p.add_bos, add_eos=p.add_eos)

@@ -13,7 +13,7 @@ import pytest
 import xxhash
 
 from refinery.pipeline.config import ConfigError, validate
-from refinery.pipeline.rundir import RunDir, atomic_write_parquet
+from refinery.pipeline.rundir import RunDir
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.tokenize_stage import Tokenize, TokenizeParams
 from refinery.pipeline import cli
@@ -119,12 +119,14 @@ def test_stage_config_resolves_model_path(tmp_path, monkeypatch):
         validate({"input": {"paths": [str(DOCS)], "format": "jsonl"}, "stages": [{"stage": "tokenize", "tokenizer": "missing.model"}]}, "job.yaml", conf)
 
 
-def finalize_run(root: Path, parts: list[pa.RecordBatch], **params) -> RunDir:
-    run = RunDir(root)
-    for i, part in enumerate(parts):
-        atomic_write_parquet(run.part_path(run.docs, i, 0), part)
-    make_stage(**params).finalize(run)
-    return run
+def finalize_run(root: Path, parts: list[pa.RecordBatch], order=None, **params) -> Path:
+    """Each part's shards written as a worker does (`write_part`), then the manifests merged;
+    returns the shard folder."""
+    run, stage = RunDir(root), make_stage(**params)
+    for i in order or range(len(parts)):
+        stage.write_part(run, i, 0, parts[i])
+    stage.finalize(run)
+    return Path(run.path(run.shards))
 
 
 @pytest.fixture(scope="module")
@@ -135,18 +137,20 @@ def tokenized() -> pa.RecordBatch:
 
 def test_finalize_writes_verified_deterministic_shards(tmp_path, tokenized):
     parts = [tokenized.slice(0, 70), tokenized.slice(70)]
-    run = finalize_run(tmp_path / "a", parts, shard_bytes=16_000, block_tokens=1_500)
-    manifest = json.loads((run.shards / MANIFEST).read_text())
+    shards = finalize_run(tmp_path / "a", parts, shard_bytes=16_000, block_tokens=1_500)
+    manifest = json.loads((shards / MANIFEST).read_text())
     assert manifest["format"] == "refinery-token-shards" and manifest["version"] == 1
     assert manifest["tokenizer"]["sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()
     assert (manifest["tokenizer"]["vocab_size"], manifest["tokenizer"]["bos_id"], manifest["tokenizer"]["eos_id"]) == (8000, 1, 2)
-    assert len(manifest["shards"]) > 1
+    assert len(manifest["shards"]) > 2
+    assert [s["path"][:20] for s in manifest["shards"]] == sorted(s["path"][:20] for s in manifest["shards"])
+    assert {s["path"][:19] for s in manifest["shards"]} == {"shard-000000-000000", "shard-000001-000000"}
     assert manifest["documents"] == tokenized.num_rows
     assert manifest["tokens"] == sum(tokenized.column("n_tokens").to_pylist())
     for entry in manifest["shards"]:
-        data = (run.shards / entry["path"]).read_bytes()
+        data = (shards / entry["path"]).read_bytes()
         assert entry["bytes"] == len(data) and entry["checksum"] == "sha256:" + hashlib.sha256(data).hexdigest()
-        reader = pa.ipc.open_file(run.shards / entry["path"])
+        reader = pa.ipc.open_file(shards / entry["path"])
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         assert [[b.num_rows, len(b.column(0).values)] for b in batches] == [blk[:2] for blk in entry["blocks"]]
         assert all(blk[1] >= 1500 for blk in entry["blocks"][:-1])
@@ -154,22 +158,22 @@ def test_finalize_writes_verified_deterministic_shards(tmp_path, tokenized):
             assert xxhash.xxh3_128_hexdigest(data[offset : offset + length]) == digest
         head, tail = entry["blocks"][0][2], entry["blocks"][-1][2] + entry["blocks"][-1][3]
         assert xxhash.xxh3_128_hexdigest(data[:head] + data[tail:]) == entry["meta_xxh3_128"]
-    # Parts are read in sorted name order, so the part files' write order does not matter.
-    other = finalize_run(tmp_path / "b", parts, shard_bytes=16_000, block_tokens=1_500)
-    names = sorted(p.name for p in run.shards.iterdir())
-    assert names == sorted(p.name for p in other.shards.iterdir())
-    assert all((run.shards / n).read_bytes() == (other.shards / n).read_bytes() for n in names)
-    # Rerunning replaces the folder atomically and leaves no temporary files behind.
-    make_stage(shard_bytes=1 << 30).finalize(run)
-    assert sorted(p.name for p in run.shards.iterdir()) == [MANIFEST, "shard-000000.arrow"]
-    assert not [p for p in run.root.iterdir() if p.name.startswith(".")]
+    # Parts written in another order (as workers finish) give the same bytes.
+    other = finalize_run(tmp_path / "b", parts, order=[1, 0], shard_bytes=16_000, block_tokens=1_500)
+    names = sorted(p.name for p in shards.iterdir())
+    assert names == sorted(p.name for p in other.iterdir())
+    assert all((shards / n).read_bytes() == (other / n).read_bytes() for n in names)
+    # Finalizing again changes nothing and leaves no temporary files behind.
+    make_stage(shard_bytes=16_000, block_tokens=1_500).finalize(RunDir(tmp_path / "a"))
+    assert (shards / MANIFEST).read_bytes() == (other / MANIFEST).read_bytes()
+    assert not [p for p in (tmp_path / "a").rglob(".*")]
 
 
 def test_shards_decode_to_the_documents_text(tmp_path, tokenized):
-    run = finalize_run(tmp_path, [tokenized], shard_bytes=30_000, block_tokens=4_000)
+    shards = finalize_run(tmp_path, [tokenized], shard_bytes=30_000, block_tokens=4_000)
     tok = Tokenizer(MODEL)
-    manifest = json.loads((run.shards / MANIFEST).read_text())
-    table = pa.concat_tables(pa.ipc.open_file(run.shards / s["path"]).read_all() for s in manifest["shards"])
+    manifest = json.loads((shards / MANIFEST).read_text())
+    table = pa.concat_tables(pa.ipc.open_file(shards / s["path"]).read_all() for s in manifest["shards"])
     assert table.column("doc_id").to_pylist() == tokenized.column("id").to_pylist()
     texts = dict(zip(tokenized.column("id").to_pylist(), tokenized.column("text").to_pylist()))
     for doc_id, ids in zip(table.column("doc_id").to_pylist(), table.column("input_ids").to_pylist()):
@@ -179,8 +183,8 @@ def test_shards_decode_to_the_documents_text(tmp_path, tokenized):
 
 def test_shards_open_with_hugging_face_datasets(tmp_path, tokenized):
     datasets = pytest.importorskip("datasets")
-    run = finalize_run(tmp_path, [tokenized], shard_bytes=30_000, block_tokens=4_000)
-    files = sorted(str(p) for p in run.shards.glob("*.arrow"))
+    shards = finalize_run(tmp_path, [tokenized], shard_bytes=30_000, block_tokens=4_000)
+    files = sorted(str(p) for p in shards.glob("*.arrow"))
     ds = datasets.load_dataset("arrow", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
     assert ds.num_rows == tokenized.num_rows
     assert ds[7]["input_ids"] == tokenized.column("input_ids")[7].as_py()

@@ -10,7 +10,9 @@ used and the first batch does not wait for a whole shard to be hashed. `checksum
 covers the whole file, for tools that copy shards around. Output is a pure
 function of the input rows and the sizes: buffers are rebuilt from zero, nothing is
 compressed, and no timestamps or host names are written, so identical input gives
-byte-identical shards. The folder appears atomically (written beside, then renamed).
+byte-identical shards. A pipeline run's shards are written by its workers, one writer per
+chunk of documents, and its manifest is merged from the chunks' manifests (`merge_manifests`);
+`write_shards` builds a whole local folder at once, which appears atomically.
 """
 from __future__ import annotations
 
@@ -20,12 +22,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xxhash
 
 from refinery.tokenize.tokenizer import TOKEN_LIST
@@ -43,17 +44,18 @@ def shard_name(index: int) -> str:
 
 
 class ShardWriter:
-    """Streams documents (`input_ids` + `doc_id`) into blocks and shards inside `folder`.
+    """Streams documents (`input_ids` + `doc_id`) into blocks and shards, each shard handed
+    whole to `sink(name, data)` (which writes it atomically wherever the shards live).
 
     A block closes once it holds `block_tokens` tokens (a longer document is a block alone);
-    a shard closes once its blocks reach `shard_bytes`. `close()` writes the manifest last,
-    so a folder with a manifest is complete."""
+    a shard closes once its blocks reach `shard_bytes`. `close()` returns the manifest of the
+    shards written; the caller stores it last, so a folder with a manifest is complete."""
 
-    def __init__(self, folder: str | os.PathLike, tokenizer: dict, *, shard_bytes: int = 64 << 20, block_tokens: int = 1 << 18):
+    def __init__(self, sink: Callable[[str, bytes], None], tokenizer: dict, *, name: Callable[[int], str] = shard_name,
+                 shard_bytes: int = 64 << 20, block_tokens: int = 1 << 18):
         if shard_bytes <= 0 or block_tokens <= 0:
             raise ValueError("shard_bytes and block_tokens must be positive")
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sink, self.name = sink, name
         self.tokenizer = tokenizer
         self.shard_bytes = shard_bytes
         self.block_tokens = block_tokens
@@ -117,10 +119,8 @@ class ShardWriter:
                 writer.write_batch(block)
                 ranges.append((start, sink.tell() - start))
         data = sink.getvalue().to_pybytes()
-        name = shard_name(len(self._shards))
-        tmp = self.folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.folder / name)
+        name = self.name(len(self._shards))
+        self.sink(name, data)
         view = memoryview(data)
         blocks = [
             [b.num_rows, len(b.column(0).values), offset, length, xxhash.xxh3_128_hexdigest(view[offset : offset + length])]
@@ -144,23 +144,35 @@ class ShardWriter:
     def close(self) -> dict:
         self._close_block()
         self._close_shard()
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "tokenizer": self.tokenizer,
-            "schema": {"input_ids": "list<int32>", "doc_id": "string"},
-            "block_tokens": self.block_tokens,
-            "block_fields": list(BLOCK_FIELDS),
-            "shard_bytes": self.shard_bytes,
-            "documents": sum(s["documents"] for s in self._shards),
-            "tokens": sum(s["tokens"] for s in self._shards),
-            "skipped_documents": self.skipped,
-            "shards": self._shards,
-        }
-        tmp = self.folder / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        os.replace(tmp, self.folder / MANIFEST)
-        return manifest
+        return manifest(self.tokenizer, self._shards, block_tokens=self.block_tokens, shard_bytes=self.shard_bytes,
+                        skipped=self.skipped)
+
+
+def manifest(tokenizer: dict, shards: list[dict], *, block_tokens: int, shard_bytes: int, skipped: int = 0) -> dict:
+    """The manifest of a shard folder: its shards in the loader's global order, and totals."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "tokenizer": tokenizer,
+        "schema": {"input_ids": "list<int32>", "doc_id": "string"},
+        "block_tokens": block_tokens,
+        "block_fields": list(BLOCK_FIELDS),
+        "shard_bytes": shard_bytes,
+        "documents": sum(s["documents"] for s in shards),
+        "tokens": sum(s["tokens"] for s in shards),
+        "skipped_documents": skipped,
+        "shards": shards,
+    }
+
+
+def merge_manifests(parts: Iterable[dict], tokenizer: dict, *, block_tokens: int, shard_bytes: int) -> dict:
+    """One manifest from the manifests of parts written apart (by workers, per chunk), in order."""
+    shards: list[dict] = []
+    skipped = 0
+    for part in parts:
+        shards += part["shards"]
+        skipped += part["skipped_documents"]
+    return manifest(tokenizer, shards, block_tokens=block_tokens, shard_bytes=shard_bytes, skipped=skipped)
 
 
 def write_shards(
@@ -173,18 +185,21 @@ def write_shards(
     ids_column: str = "input_ids",
     doc_id_column: str = "id",
 ) -> dict:
-    """Write a complete shard folder from batches holding token lists and document ids.
+    """Write a complete local shard folder from batches holding token lists and document ids.
 
     The folder is built beside `folder` and swapped in at the end, so readers see either the
     previous complete set or the new one; returns the manifest."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
-    writer = ShardWriter(tmp, tokenizer, shard_bytes=shard_bytes, block_tokens=block_tokens)
+    tmp.mkdir()
+    writer = ShardWriter(lambda name, data: (tmp / name).write_bytes(data), tokenizer,
+                         shard_bytes=shard_bytes, block_tokens=block_tokens)
     try:
         for batch in batches:
             writer.write(batch.column(ids_column), batch.column(doc_id_column))
-        manifest = writer.close()
+        result = writer.close()
+        (tmp / MANIFEST).write_text(manifest_text(result))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -193,18 +208,11 @@ def write_shards(
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
-    return manifest
+    return result
 
 
-def iter_doc_batches(docs: str | os.PathLike, columns: tuple[str, ...] = ("id", "input_ids")) -> Iterator[pa.RecordBatch]:
-    """Batches of a documents folder's Parquet parts, parts in sorted name order."""
-    for path in sorted(Path(docs).glob("*.parquet")):
-        yield from pq.ParquetFile(path).iter_batches(columns=list(columns), batch_size=4096)
-
-
-def shards_from_docs(docs: str | os.PathLike, folder: str | os.PathLike, tokenizer: dict, **sizes) -> dict:
-    """Shards from a run's kept documents (`RUN/docs/*.parquet` with `id` and `input_ids`)."""
-    return write_shards(iter_doc_batches(docs), folder, tokenizer, **sizes)
+def manifest_text(manifest: dict) -> str:
+    return json.dumps(manifest, indent=1) + "\n"
 
 
 def read_manifest(text: str | bytes) -> dict:

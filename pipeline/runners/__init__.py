@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import os
 
+import pyarrow.fs as pafs
 import yaml
 
 from refinery.pipeline.config import ConfigError, Job
 from refinery.pipeline.plan import Plan, merge_stats
 from refinery.pipeline.progress import Progress
 from refinery.pipeline.readers import READ
-from refinery.pipeline.rundir import atomic_write_parquet, atomic_write_text
 from refinery.pipeline.stats import StageStats
+from refinery.pipeline.storage import StorageError
 
 log = logging.getLogger("refinery")
 
@@ -33,26 +34,36 @@ def _engine(name: str, plan: Plan, **options):
 
 
 def _claim_run_dir(plan: Plan, job: Job) -> None:
-    """A run directory holds one job: a rerun with another config is refused, not mixed."""
+    """A run directory holds one job: a rerun with another config is refused, not mixed. The
+    first write into the run directory happens here, so a folder that cannot be written (no
+    bucket, no permission, a file in the way) is one clear error before any work."""
+    run = plan.run
     resolved = yaml.safe_dump({**job.resolved(), "output_columns": plan.output_columns()}, sort_keys=False)
-    if plan.run.job.exists():
-        previous = yaml.safe_load(plan.run.job.read_text())
-        current = yaml.safe_load(resolved)
-        for data in (previous, current):
-            data.pop("runner", None)
-            data.get("ray", {}).pop("address", None)
-            data.pop("workers", None)
-        if previous != current:
-            raise ConfigError(str(plan.run.job), "(run directory)", "holds a different job; use another --out")
-    atomic_write_text(plan.run.job, resolved)
+    try:
+        if run.local and os.path.isfile(run.base):
+            raise ConfigError("--out", run.uri, "is a file, not a run directory")
+        if not run.local and run.fs.type_name in ("s3", "gcs"):
+            bucket = run.base.split("/", 1)[0]
+            if run.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise ConfigError("--out", run.uri, f"bucket {bucket!r} does not exist (or these credentials cannot see it)")
+        if run.exists(run.job):
+            previous = yaml.safe_load(run.read_text(run.job))
+            current = yaml.safe_load(resolved)
+            for data in (previous, current):
+                data.pop("runner", None)
+                data.get("ray", {}).pop("address", None)
+                data.pop("workers", None)
+            if previous != current:
+                raise ConfigError(run.location(run.job), "(run directory)", "holds a different job; use another --out")
+        run.write_text(run.job, resolved)
+    except OSError as err:
+        raise ConfigError("--out", run.uri, f"cannot write the run directory: {err}") from None
 
 
-def _write_resolution_stats(plan: Plan, stage, resolution) -> None:
+def _write_resolution_stats(plan: Plan, stage, found: dict | None) -> None:
     """A global stage's own figures (e.g. dedup clusters) join its statistics as one more part."""
-    describe = getattr(stage, "resolution_stats", None)
-    if describe is None:
+    if found is None:
         return
-    found = describe(resolution)
     stats = StageStats(stage=stage.name, kind=stage.kind, extra=found.get("extra", {}))
     stats.histograms.update(found.get("histograms", {}))
     for example in found.get("examples", []):
@@ -60,32 +71,45 @@ def _write_resolution_stats(plan: Plan, stage, resolution) -> None:
         stats.examples.setdefault("clusters", []).append(
             {"key": str(example["cluster"]), "id": str(example.get("kept")), "url": None,
              "text": f"cluster of {example.get('size')}: {members}"})
-    atomic_write_text(plan.run.root / "_parts" / stage.name / "resolve.json", stats.to_json())
+    plan.run.write_text(plan.run.resolve_stats(stage.name), stats.to_json())
 
 
-def run(job: Job, out: str | Path, runner: str | None = None, **options) -> list[StageStats]:
-    """Run a validated job into `out`; finished units of an earlier attempt are skipped."""
-    plan = Plan(job, out)
+def open_run(job: Job, out: str) -> Plan:
+    """The plan of a job into `out`, its run directory claimed: errors about `out` come here."""
+    try:
+        plan = Plan(job, out)
+    except StorageError as err:
+        raise ConfigError("--out", str(out), str(err)) from None
     _claim_run_dir(plan, job)
+    return plan
+
+
+def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) -> list[StageStats]:
+    """Run a validated job into `out` (a path or URI); finished units of an earlier attempt are
+    skipped. The driver only schedules and merges small summaries: documents, resolutions and
+    shards are read and written by the workers."""
+    plan = open_run(job, str(out))
+    run_dir = plan.run
     engine = _engine(runner or job.config.runner, plan, **options)
     try:
         for segment in plan.segments:
-            if segment.opener is not None and not plan.run.resolution(segment.opener.name).exists():
-                previous = plan.segments[segment.index - 1]
-                resolution = engine.resolve(segment.opener, plan.parts(previous))
-                _write_resolution_stats(plan, segment.opener, resolution)
-                atomic_write_parquet(plan.run.resolution(segment.opener.name), resolution)
+            opener = segment.opener
+            if opener is not None and not run_dir.exists(run_dir.resolved_marker(opener.name)):
+                run_dir.clear_resolution(opener.name)
+                found = engine.resolve(opener, plan.parts(plan.segments[segment.index - 1]))
+                _write_resolution_stats(plan, opener, found)
+                run_dir.write_text(run_dir.resolved_marker(opener.name), "")
             units = plan.units(segment)
-            pending = [(i, path) for i, path in enumerate(units) if not plan.run.is_done(segment.index, i)]
-            for unit, _ in pending:
-                plan.run.clear_unit(segment.index, unit, plan.output_dir(segment))
+            done = run_dir.done_units(segment.index)
+            pending = [(i, path) for i, path in enumerate(units) if i not in done]
+            run_dir.clear_units(segment.index, {unit for unit, _ in pending}, plan.output_dir(segment), segment.last)
             log.info("segment %d: %d units, %d to do", segment.index, len(units), len(pending))
             if pending:
-                first = READ if segment.opener is None else segment.opener.name
-                with Progress(plan.run, segment.index, first, len(pending)):
+                first = READ if opener is None else opener.name
+                with Progress(run_dir, segment.index, first, len(pending)):
                     engine.map_units(segment, pending)
         for stage in plan.stages:
-            stage.finalize(plan.run)
+            stage.finalize(run_dir)
     finally:
         engine.close()
     return merge_stats(plan)

@@ -5,9 +5,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-import pyarrow as pa
-
-from refinery.pipeline.plan import Plan, Segment, empty_resolution, process_unit, signatures_of_part
+from refinery.pipeline.plan import Plan, Segment, process_unit, resolve_in_process, signatures_of_part
 from refinery.pipeline.stage import GlobalStage
 
 
@@ -36,11 +34,9 @@ class LocalEngine:
         for _ in self._map(process_unit, [(self.plan, segment.index, unit, path) for unit, path in pending]):
             pass
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
-        tables = list(self._map(signatures_of_part, [(stage, path) for path in parts]))
-        if not tables:
-            return empty_resolution(stage)
-        return stage.resolve_local(pa.concat_tables(tables))
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+        calls = [(stage, self.plan.run, unit, name) for unit, name in enumerate(parts)]
+        return resolve_in_process(self.plan, stage, list(self._map(signatures_of_part, calls)))
 
     def close(self) -> None:
         if self.pool is not None:

@@ -11,9 +11,10 @@ import os
 
 import pyarrow as pa
 
-from refinery.pipeline.plan import (Plan, Segment, chunk_of, empty_resolution, ready_stages, run_stage_on_chunk,
-                                    split_chunks, write_chunk)
+from refinery.pipeline.plan import (UNIT, Plan, Segment, chunk_of, empty_resolution, ready_stages, resolution_stats, run_stage_on_chunk,
+                                    signatures_of_part, split_chunks, write_chunk, write_resolution)
 from refinery.pipeline.stage import GlobalStage
+
 
 def _read_units(table: pa.Table, plan: Plan, segment: Segment):
     """Reads the units of a block of (unit, path) rows, one output block per chunk."""
@@ -65,8 +66,10 @@ class RayEngine:
             if address:
                 ray.init(address=address, **kwargs)
             else:
+                # "local" always starts a private instance: an address file left by another
+                # (or a crashed) Ray on this machine is never joined by accident.
                 workers = plan.job.config.workers or os.cpu_count()
-                ray.init(num_cpus=workers, include_dashboard=False, **kwargs)
+                ray.init(address="local", num_cpus=workers, include_dashboard=False, **kwargs)
                 self.started_here = True
         import ray.data
 
@@ -100,15 +103,24 @@ class RayEngine:
             for unit, path in wave:
                 self.plan.run.mark_done(segment.index, unit, path)
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+        """Signatures per part on the workers, the stage's distributed resolve, then a join with
+        the (id, unit) pairs and one task per unit writing that unit's share: the driver sees
+        counts and the stage's small resolution statistics only."""
         import ray.data
 
         if not parts:
-            return empty_resolution(stage)
-        signatures = ray.data.read_parquet(parts).map_batches(
-            _signature_task, fn_args=(stage,), batch_size=None, batch_format="pyarrow")
-        tables = [t for t in ray.get(stage.resolve_ray(signatures).to_arrow_refs()) if t.num_rows]
-        return pa.concat_tables(tables).combine_chunks() if tables else empty_resolution(stage)
+            return resolution_stats(stage, empty_resolution(stage))
+        items = [{"unit": unit, "name": name} for unit, name in enumerate(parts)]
+        signatures = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _signature_task, fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow").materialize()
+        resolution = stage.resolve_ray(signatures.drop_columns([UNIT])).materialize()
+        if resolution.count():
+            joined = resolution.join(signatures.select_columns(["id", UNIT]), join_type="inner", on=("id",),
+                                     num_partitions=self.parallelism)
+            joined.groupby(UNIT).map_groups(_resolution_task, fn_args=(stage, self.plan),
+                                            batch_format="pyarrow").sum("rows")
+        return resolution_stats(stage, resolution)
 
     def close(self) -> None:
         if self.started_here:
@@ -121,5 +133,10 @@ def _chain_task(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     return SegmentChain(plan, segment)(table)
 
 
-def _signature_task(table: pa.Table, stage: GlobalStage) -> pa.Table:
-    return pa.Table.from_batches([stage.signatures(b) for b in table.combine_chunks().to_batches()])
+def _signature_task(table: pa.Table, stage: GlobalStage, plan: Plan) -> pa.Table:
+    unit, name = table.column("unit")[0].as_py(), table.column("name")[0].as_py()
+    return signatures_of_part(stage, plan.run, unit, name)
+
+
+def _resolution_task(rows: pa.Table, stage: GlobalStage, plan: Plan) -> pa.Table:
+    return pa.table({"rows": [write_resolution(plan.run, stage, rows.sort_by("id"))]})

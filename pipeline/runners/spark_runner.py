@@ -10,9 +10,8 @@ import os
 import sys
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from refinery.pipeline.plan import Plan, Segment, empty_resolution, process_unit
+from refinery.pipeline.plan import UNIT, Plan, Segment, empty_resolution, process_unit, resolution_stats, signatures_of_part, write_resolution
 from refinery.pipeline.stage import GlobalStage
 
 UNIT_RESULT = "unit long, docs long, bytes long"
@@ -54,21 +53,33 @@ class SparkEngine:
         units = self.spark.createDataFrame([(u, p) for u, p in pending], "unit long, path string")
         units.repartition(len(pending), "unit").mapInArrow(run_units, UNIT_RESULT).collect()
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> pa.Table:
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+        """Python tasks read the parts through pyarrow (any filesystem, no Hadoop connector),
+        the stage resolves with DataFrame shuffles, and one task per unit writes that unit's
+        share of the resolution, joined with the (id, unit) pairs."""
+        from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
         if not parts:
-            return empty_resolution(stage)
-        first = next(pq.ParquetFile(parts[0]).iter_batches(batch_size=1))
-        schema = from_arrow_schema(stage.signatures(first).schema)
+            return resolution_stats(stage, empty_resolution(stage))
+        plan = self.plan
+        first = next(plan.run.open_parquet(parts[0]).iter_batches(batch_size=1))
+        schema = from_arrow_schema(stage.signatures(first).schema.append(pa.field(UNIT, pa.int32())))
 
         def signatures(batches):
             for batch in batches:
-                yield stage.signatures(batch)
+                for unit, name in zip(batch.column("unit").to_pylist(), batch.column("name").to_pylist()):
+                    yield from signatures_of_part(stage, plan.run, unit, name).to_batches()
 
-        docs = self.spark.read.parquet(*parts)
-        resolution = stage.resolve_spark(docs.mapInArrow(signatures, schema))
-        return resolution.toArrow() if resolution is not None else empty_resolution(stage)
+        def write(rows: pa.Table) -> pa.Table:
+            return pa.table({"rows": [write_resolution(plan.run, stage, rows.sort_by("id"))]})
+
+        names = self.spark.createDataFrame(list(enumerate(parts)), "unit int, name string")
+        signed = names.repartition(len(parts), "unit").mapInArrow(signatures, schema).localCheckpoint()
+        resolution = stage.resolve_spark(signed.drop(UNIT)).localCheckpoint()
+        joined = resolution.join(signed.select("id", UNIT), "id")
+        joined.groupBy(UNIT).applyInArrow(write, "rows long").agg(F.sum("rows")).collect()
+        return resolution_stats(stage, resolution)
 
     def close(self) -> None:
         """The session is left to its owner: getOrCreate shares one per process."""

@@ -1,0 +1,67 @@
+"""Files on any filesystem pyarrow or fsspec reaches: local disks, `s3://`, `gs://`, `hdfs://`, ...
+
+Local paths and `file://` URIs use the local disk; other schemes use pyarrow's own filesystems
+(which read the endpoint, region and credentials from the standard AWS or GCS environment and
+config files) and then any fsspec protocol. Writes are atomic: on a local disk, a temporary file
+fsynced and renamed; on an object store, one PUT of the final object (an object is visible only
+once its upload completes).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+
+class StorageError(ValueError):
+    """A URI that names no reachable filesystem (unknown scheme, bad form)."""
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of `uri` and the path inside it (absolute for local paths)."""
+    if is_local(uri):
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as arrow_err:
+        import fsspec
+
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+        except (ValueError, ImportError) as err:
+            raise StorageError(f"{uri}: {arrow_err}; fsspec: {err}") from None
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write `data` so that readers see either no file or the whole file."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def list_names(fs: pafs.FileSystem, folder: str) -> list[str]:
+    """Names of the files directly inside `folder` (none when it does not exist), sorted;
+    temporary files of unfinished local writes are left out."""
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith("."))
+
+
+def list_folders(fs: pafs.FileSystem, folder: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
