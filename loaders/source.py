@@ -15,26 +15,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import xxhash
 
+from refinery.pipeline import storage
 from refinery.tokenize.shards import MANIFEST, read_manifest
 
 
 class ShardCorrupt(ValueError):
     """A shard's bytes do not match its manifest entry."""
-
-
-def _is_local(path_or_uri: str) -> bool:
-    return "://" not in path_or_uri or path_or_uri.startswith("file://")
-
-
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow's own filesystems first (s3, gs, hdfs, ...), then any fsspec protocol."""
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(uri)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 class ShardSource:
@@ -46,10 +32,10 @@ class ShardSource:
         self.verify = verify
         if filesystem is not None:
             self.fs, self.root = filesystem, self.uri.split("://", 1)[-1]
-        elif _is_local(self.uri):
+        elif storage.is_local(self.uri):
             self.fs, self.root = None, self.uri.removeprefix("file://")
         else:
-            self.fs, self.root = _filesystem(self.uri)
+            self.fs, self.root = storage.filesystem(self.uri)
         raw = self._read_small(MANIFEST)
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
         self.manifest = read_manifest(raw)

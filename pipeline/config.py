@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from refinery.pipeline.storage import StorageError, expand, is_local
 from refinery.stages import STAGES, stage_class
 
 FORMATS = ("jsonl", "parquet", "warc", "html")
@@ -121,12 +122,8 @@ def expand_paths(patterns: list[str], base: Path) -> list[str]:
     """Local paths and globs (relative to the config's folder or the working dir) and URIs."""
     files: list[str] = []
     for pattern in patterns:
-        if "://" in pattern and not pattern.startswith("file://"):
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(pattern)
-            protocol = pattern.split("://", 1)[0]
-            found = sorted(f"{protocol}://{p}" for p in (fs.glob(path) if glob.has_magic(path) else [path]) if fs.isfile(p))
+        if not is_local(pattern):
+            found = expand(pattern)
         else:
             pattern = pattern.removeprefix("file://")
             candidates = [pattern] if os.path.isabs(pattern) else [pattern, str(base / pattern)]
@@ -186,7 +183,10 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
         specs.append(StageSpec(kind=kind, name=name, annotate_only=annotate_only, route=route, params=params))
     if config.input.format in ("warc", "html") and (not specs or specs[0].kind != "extract"):
         raise ConfigError(file, "stages[0]", f"{config.input.format} input needs `extract` as the first stage")
-    files = expand_paths(config.input.paths, base or Path("."))
+    try:
+        files = expand_paths(config.input.paths, base or Path("."))
+    except (StorageError, OSError) as err:
+        raise ConfigError(file, "input.paths", str(err)) from None
     if not files:
         raise ConfigError(file, "input.paths", f"no input file matches {config.input.paths}")
     return Job(file=file, config=config, files=files, stages=specs)

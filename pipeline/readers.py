@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from refinery.pipeline.config import InputConfig
 from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA
 from refinery.pipeline.stats import StageStats
+from refinery.pipeline.storage import filesystem, is_local
 
 READ = "read"
 # Errors that mean "the compressed stream ends or is damaged here".
@@ -44,12 +45,11 @@ def _file_key(path: str) -> str:
 
 
 def open_raw(path: str) -> IO[bytes]:
-    """A binary stream of the file as stored; local paths or fsspec URIs."""
-    if "://" in path and not path.startswith("file://"):
-        import fsspec
-
-        return fsspec.open(path, "rb").open()
-    return open(path.removeprefix("file://"), "rb")
+    """A binary stream of the file as stored: a local path or any URI `storage` reaches."""
+    if is_local(path):
+        return open(path.removeprefix("file://"), "rb")
+    fs, inner = filesystem(path)
+    return fs.open_input_file(inner)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ once its upload completes).
 """
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
 import uuid
 
@@ -65,3 +67,27 @@ def list_names(fs: pafs.FileSystem, folder: str) -> list[str]:
 def list_folders(fs: pafs.FileSystem, folder: str) -> list[str]:
     infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
     return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def expand(pattern: str) -> list[str]:
+    """The files a URI names: itself when it is a file, else the files its glob matches
+    (`*`, `?`, `[...]` within one path component, `**` across components), as URIs, sorted."""
+    fs, path = filesystem(pattern)
+    scheme = pattern.split("://", 1)[0]
+    if not glob.has_magic(path):
+        return [pattern] if fs.get_file_info(path).type == pafs.FileType.File else []
+    parts = path.split("/")
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    selector = pafs.FileSelector("/".join(parts[:first]), recursive=True, allow_not_found=True)
+    found = []
+    for info in fs.get_file_info(selector):
+        if info.type != pafs.FileType.File:
+            continue
+        if "**" in parts:
+            matched = fnmatch.fnmatchcase(info.path, path.replace("**/", "*").replace("**", "*"))
+        else:
+            names = info.path.split("/")
+            matched = len(names) == len(parts) and all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts))
+        if matched:
+            found.append(f"{scheme}://{info.path}")
+    return sorted(found)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from refinery.pipeline.plan import (UNIT, Plan, Segment, chunk_of, empty_resolution, ready_stages, resolution_stats, run_stage_on_chunk,
                                     signatures_of_part, split_chunks, write_chunk, write_resolution)
@@ -116,8 +118,7 @@ class RayEngine:
             _signature_task, fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow").materialize()
         resolution = stage.resolve_ray(signatures.drop_columns([UNIT])).materialize()
         if resolution.count():
-            joined = resolution.join(signatures.select_columns(["id", UNIT]), join_type="inner", on=("id",),
-                                     num_partitions=self.parallelism)
+            joined = _join(stage, resolution, signatures.select_columns(["id", UNIT]), max(self.parallelism, len(parts)))
             joined.groupby(UNIT).map_groups(_resolution_task, fn_args=(stage, self.plan),
                                             batch_format="pyarrow").sum("rows")
         return resolution_stats(stage, resolution)
@@ -131,6 +132,36 @@ class RayEngine:
 
 def _chain_task(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     return SegmentChain(plan, segment)(table)
+
+
+def _join(stage: GlobalStage, resolution, units, buckets: int):
+    """resolution ⋈ units on id, as one sort shuffle of both sides by a hash bucket of the id
+    and an Arrow join inside each bucket (Ray Data's own join runs aggregator actors, which
+    starve the tasks feeding them on a one-CPU node)."""
+    sides = resolution.map_batches(_bucketed, fn_args=(stage, buckets, False), batch_format="pyarrow").union(
+        units.map_batches(_bucketed, fn_args=(stage, buckets, True), batch_format="pyarrow"))
+    return sides.groupby(BUCKET).map_groups(_join_bucket, batch_format="pyarrow")
+
+
+BUCKET = "_bucket"
+
+
+def _bucketed(table: pa.Table, stage: GlobalStage, buckets: int, units: bool) -> pa.Table:
+    """Rows of either side in one schema: resolution rows carry no unit, unit rows no decision."""
+    schema = empty_resolution(stage).schema
+    n = table.num_rows
+    bucket = pa.array([zlib.crc32(i.encode()) % buckets for i in table.column("id").to_pylist()], pa.int32())
+    columns = {f.name: table.column(f.name).cast(f.type) if f.name in table.column_names and (f.name == "id" or not units)
+               else pa.nulls(n, f.type) for f in schema}
+    columns[UNIT] = table.column(UNIT) if units else pa.nulls(n, pa.int32())
+    columns[BUCKET] = bucket
+    return pa.table(columns)
+
+
+def _join_bucket(group: pa.Table) -> pa.Table:
+    decided = group.filter(pc.is_null(group.column(UNIT))).drop_columns([UNIT, BUCKET])
+    units = group.filter(pc.is_valid(group.column(UNIT))).select(["id", UNIT])
+    return decided.join(units, "id", join_type="inner")
 
 
 def _signature_task(table: pa.Table, stage: GlobalStage, plan: Plan) -> pa.Table:
