@@ -41,6 +41,25 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """One S3 server (moto) on 127.0.0.1 for the whole session, its endpoint and test
+    credentials in the environment, where pyarrow, boto3 and the runners' workers read them."""
+    pytest.importorskip("moto.server")
+    from services import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    saved = {key: os.environ.get(key) for key in server.env}
+    os.environ.update(server.env)
+    yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def _no_ray_address(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -2,17 +2,10 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,12 +15,11 @@ from refinery.pipeline import runners, service
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.funnel import load_stats
+from services import RayHead
 
 pytest.importorskip("aiohttp_cors", reason="the Ray dashboard and Jobs API need ray[default]")
 
-START_TIMEOUT = 120
 JOB_TIMEOUT = 180
-MARKER = "REFINERY_TEST_RAY_HEAD"
 
 JOB = """
 input: {paths: ["data/*.jsonl*"], format: jsonl, batch_bytes: 50000}
@@ -37,100 +29,10 @@ stages:
 """
 
 
-def free_ports(n: int) -> list[int]:
-    """Distinct free loopback ports (held open together so they differ)."""
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _ours(marker: str) -> list[int]:
-    """Processes that carry this head's marker in their environment: the head and its workers."""
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker.encode() in environ.read_bytes():
-                pids.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return [p for p in pids if p != os.getpid()]
-
-
-def _answers(url: str, token: str) -> bool:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-class Head:
-    def __init__(self, root: Path):
-        self.root = root
-        self.token = secrets.token_hex(32)
-        self.token_file = root / "token"
-        self.token_file.write_text(self.token)
-        self.marker = f"{MARKER}={uuid.uuid4().hex}"
-        gcs, dash, client, nm, om, agent, agent_grpc, renv, metrics = free_ports(9)
-        self.address = f"http://127.0.0.1:{dash}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
-        env.update({
-            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file), "RAY_DISABLE_USAGE_STATS": "1",
-            MARKER: self.marker.split("=", 1)[1],
-            # job drivers run `refinery` from this interpreter's environment
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        })
-        self.log = open(root / "head.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--num-cpus", "2",
-             "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-             "--port", str(gcs), "--ray-client-server-port", str(client), "--node-manager-port", str(nm),
-             "--object-manager-port", str(om), "--dashboard-agent-listen-port", str(agent),
-             "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(renv),
-             "--metrics-export-port", str(metrics), "--object-store-memory", str(300 << 20),
-             "--temp-dir", str(root / "ray"), "--disable-usage-stats"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if _answers(f"{self.address}/api/jobs/", self.token):
-                return
-            time.sleep(1)
-        self.stop()
-        tail = (self.root / "head.log").read_text(errors="replace")[-3000:]
-        pytest.fail(f"Ray head did not answer within {START_TIMEOUT}s:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        # workers start their own sessions: find them by the marker in their environment
-        for pid in _ours(self.marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def head():
     root = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths are length-limited
-    h = Head(root)
+    h = RayHead(root)
     try:
         h.wait_ready()
         yield h
