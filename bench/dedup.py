@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the repo
 BOILERPLATE = "click here to subscribe to our newsletter share this page privacy policy terms of use".split()
 FILES = 8
 

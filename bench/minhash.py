@@ -15,13 +15,14 @@ import io
 import re
 import time
 import zipfile
+from pathlib import Path
 
 import pyarrow as pa
 
 from refinery.stages.dedup import Dedup, DedupParams
 from refinery.stages.dedup import text as dtext
 
-CORPORA = "/work/shared/data/nltk_corpora/{}.zip"
+CORPORA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nltk_corpora" / "{}.zip")
 
 
 def documents(n: int, words: int = 300) -> list[str]:

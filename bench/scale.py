@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dedup as dedup_bench  # noqa: E402 - sibling benchmark module (its Parquet generator)
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = dedup_bench.SHARED
 TOKENIZER = ROOT / "models" / "tokenizer" / "refinery-demo-8k.model"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 INTERVAL = 0.2
@@ -74,7 +74,6 @@ def build_input(n: int, dup_rate: float, folder: Path) -> dict:
 
 
 def build_child(n: int, dup_rate: float, folder: Path) -> None:
-    dedup_bench.SHARED = SHARED  # its generator reads the shared corpora through this global
     copies = dedup_bench.build(n, dup_rate, folder)
     mb = sum(p.stat().st_size for p in folder.glob("*.parquet")) / 1e6
     meta = {"docs": n, "dup_rate": dup_rate, "copies": copies, "mb": mb, "files": dedup_bench.FILES}
