@@ -220,19 +220,19 @@ def signatures_of_part(stage: GlobalStage, run: RunDir, unit: int, name: str) ->
 
 
 def write_resolution(run: RunDir, stage: GlobalStage, units: pa.Table) -> int:
-    """Write one unit's share of a resolution (rows tagged with `_unit`, all one unit);
-    returns its row count."""
+    """Write one unit's share of a resolution (rows tagged with `_unit`, all one unit), sorted
+    by id so every engine writes the same bytes; returns its row count."""
     if units.num_rows:
         unit = units.column(UNIT)[0].as_py()
-        run.write_parquet(run.resolution_part(stage.name, unit), units.drop_columns([UNIT]))
+        run.write_parquet(run.resolution_part(stage.name, unit), units.drop_columns([UNIT]).sort_by("id"))
     return units.num_rows
 
 
 def by_unit(table: pa.Table) -> Iterator[pa.Table]:
-    """The rows of a `_unit`-tagged table, one table per unit, each sorted by id."""
+    """The rows of a `_unit`-tagged table, one table per unit."""
     if not table.num_rows:
         return
-    table = table.sort_by([(UNIT, "ascending"), ("id", "ascending")])
+    table = table.sort_by(UNIT)
     units = table.column(UNIT).to_numpy()
     bounds = [0, *(np.flatnonzero(np.diff(units)) + 1).tolist(), len(units)]
     for start, stop in zip(bounds, bounds[1:]):

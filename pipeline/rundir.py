@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from refinery.pipeline.stats import StageStats
-from refinery.pipeline.storage import StorageError, atomic_write, filesystem, list_folders, list_names
+from refinery.pipeline.storage import StorageError, atomic_write, filesystem, list_files, list_folders
 
 DOCS, STATS, SHARDS, ROUTES, PARTS, DONE, WORK = "docs", "stats", "shards", "routes", "_parts", "_done", "_work"
 JOB = "job.yaml"
@@ -92,12 +92,11 @@ class RunDir:
 
     def names(self, folder: str) -> list[str]:
         """The files of a folder of the run, as names relative to the root, sorted."""
-        return [f"{folder}/{n}" for n in list_names(self.fs, self.path(folder))]
+        return [f"{folder}/{i.base_name}" for i in list_files(self.fs, self.path(folder))]
 
     def mtimes(self, folder: str) -> dict[str, float]:
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path(folder), allow_not_found=True))
-        return {f"{folder}/{i.base_name}": i.mtime.timestamp() for i in infos
-                if i.type == pafs.FileType.File and not i.base_name.startswith(".")}
+        """The files of a folder by name, with their modification times (one listing)."""
+        return {f"{folder}/{i.base_name}": i.mtime.timestamp() for i in list_files(self.fs, self.path(folder))}
 
     def remove(self, names: list[str]) -> None:
         for name in names:

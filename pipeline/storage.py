@@ -57,11 +57,12 @@ def atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
         out.write(data)
 
 
-def list_names(fs: pafs.FileSystem, folder: str) -> list[str]:
-    """Names of the files directly inside `folder` (none when it does not exist), sorted;
+def list_files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
+    """The files directly inside `folder` (none when it does not exist), sorted by name;
     temporary files of unfinished local writes are left out."""
     infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith("."))
+    return sorted((i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")),
+                  key=lambda i: i.base_name)
 
 
 def list_folders(fs: pafs.FileSystem, folder: str) -> list[str]:

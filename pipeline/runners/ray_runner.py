@@ -170,4 +170,4 @@ def _signature_task(table: pa.Table, stage: GlobalStage, plan: Plan) -> pa.Table
 
 
 def _resolution_task(rows: pa.Table, stage: GlobalStage, plan: Plan) -> pa.Table:
-    return pa.table({"rows": [write_resolution(plan.run, stage, rows.sort_by("id"))]})
+    return pa.table({"rows": [write_resolution(plan.run, stage, rows)]})

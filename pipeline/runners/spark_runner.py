@@ -72,7 +72,7 @@ class SparkEngine:
                     yield from signatures_of_part(stage, plan.run, unit, name).to_batches()
 
         def write(rows: pa.Table) -> pa.Table:
-            return pa.table({"rows": [write_resolution(plan.run, stage, rows.sort_by("id"))]})
+            return pa.table({"rows": [write_resolution(plan.run, stage, rows)]})
 
         names = self.spark.createDataFrame(list(enumerate(parts)), "unit int, name string")
         signed = names.repartition(len(parts), "unit").mapInArrow(signatures, schema).localCheckpoint()
