@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from refinery.pipeline.storage import StorageError, expand, is_local
+from refinery.pipeline.storage import expand, is_local
 from refinery.stages import STAGES, stage_class
 
 FORMATS = ("jsonl", "parquet", "warc", "html")
@@ -39,6 +39,13 @@ class InputConfig(Strict):
     url_key: str = "url"
     # Documents are handed to stages in batches of about this many bytes.
     batch_bytes: int = Field(default=8 << 20, gt=0)
+    # A larger document (its text, or its raw page) is dropped as `too_large` when read, or with
+    # `oversize: truncate` cut to this size (counted as `truncated` in the read statistics), so
+    # that no stage holds one document of unbounded size.
+    max_doc_bytes: int = Field(default=5_000_000, gt=0)
+    oversize: Literal["drop", "truncate"] = "drop"
+    # Every path and glob must match a file, or the job is refused; true lets some match none.
+    allow_missing: bool = False
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -118,20 +125,23 @@ def _raise_validation(file: str, prefix: str, err: ValidationError):
     raise ConfigError(file, key, reason) from None
 
 
-def expand_paths(patterns: list[str], base: Path) -> list[str]:
-    """Local paths and globs (relative to the config's folder or the working dir) and URIs."""
+def expand_paths(patterns: list[str], base: Path, allow_missing: bool = False) -> list[str]:
+    """Local paths and globs (relative to the config's folder or the working dir) and URIs, as
+    files; a pattern that matches none is a ValueError unless `allow_missing`."""
     files: list[str] = []
     for pattern in patterns:
         if not is_local(pattern):
             found = expand(pattern)
         else:
-            pattern = pattern.removeprefix("file://")
-            candidates = [pattern] if os.path.isabs(pattern) else [pattern, str(base / pattern)]
+            local = pattern.removeprefix("file://")
+            candidates = [local] if os.path.isabs(local) else [local, str(base / local)]
             found = []
             for candidate in candidates:
                 found = sorted(p for p in glob.glob(candidate, recursive=True) if os.path.isfile(p))
                 if found:
                     break
+        if not found and not allow_missing:
+            raise ValueError(f"{pattern!r} matches no file (set input.allow_missing: true to allow it)")
         files.extend(found)
     return sorted(dict.fromkeys(files))
 
@@ -184,8 +194,8 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
     if config.input.format in ("warc", "html") and (not specs or specs[0].kind != "extract"):
         raise ConfigError(file, "stages[0]", f"{config.input.format} input needs `extract` as the first stage")
     try:
-        files = expand_paths(config.input.paths, base or Path("."))
-    except (StorageError, OSError) as err:
+        files = expand_paths(config.input.paths, base or Path("."), config.input.allow_missing)
+    except (OSError, ValueError) as err:  # a StorageError is a ValueError
         raise ConfigError(file, "input.paths", str(err)) from None
     if not files:
         raise ConfigError(file, "input.paths", f"no input file matches {config.input.paths}")

@@ -3,7 +3,9 @@
 Each reader yields `(batch, stats)` pairs, `stats` being the "read" statistics of the records
 consumed for that batch: every record is counted, and a bad one (malformed JSON, invalid
 UTF-8, a truncated stream, a broken WARC record, an empty file, a wrong schema) is counted
-under a named error kind while reading goes on with the rest.
+under a named error kind, once, while reading goes on with the rest. Bad rows are counted row
+by row, so the good rows beside them are kept. Documents over `max_doc_bytes` are dropped as
+`too_large` (or truncated, counted in `extra`) here, before any stage holds them.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ import zlib
 from contextlib import contextmanager
 from typing import IO, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from refinery.pipeline.config import InputConfig
-from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA
+from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, doc_bytes
 from refinery.pipeline.stats import StageStats
 from refinery.pipeline.storage import filesystem, is_local
 
@@ -30,14 +33,47 @@ READ = "read"
 STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
 
 
+class DamageStop(io.RawIOBase):
+    """A stream that ends where the stream it wraps is damaged, remembering the error kind
+    (`truncated_stream` or `corrupt_stream`): what came before is still read, and the damage
+    is counted once by the reader."""
+
+    def __init__(self, inner: IO[bytes], errors: tuple[type[BaseException], ...] = STREAM_ERRORS):
+        self.errors = errors
+        # One decompression step per call: a read that fills a whole buffer would lose the bytes
+        # decompressed before the damage along with the call.
+        self.read_some = getattr(inner, "read1", inner.read)
+        self.damage: str | None = None
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        if self.damage is not None:
+            return 0
+        try:
+            data = self.read_some(len(buffer))
+        except self.errors as err:
+            self.damage = "truncated_stream" if isinstance(err, EOFError) else "corrupt_stream"
+            return 0
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
 def _new_stats() -> StageStats:
     return StageStats(stage=READ, kind=READ)
 
 
-def _error(stats: StageStats, kind: str) -> None:
-    stats.docs_in += 1
-    stats.docs_errored += 1
-    stats.errors_by_kind[kind] = stats.errors_by_kind.get(kind, 0) + 1
+def _error(stats: StageStats, kind: str, count: int = 1) -> None:
+    if count:
+        stats.docs_in += count
+        stats.docs_errored += count
+        stats.errors_by_kind[kind] = stats.errors_by_kind.get(kind, 0) + count
 
 
 def _file_key(path: str) -> str:
@@ -53,18 +89,20 @@ def open_raw(path: str) -> IO[bytes]:
 
 
 @contextmanager
-def open_input(path: str) -> Iterator[IO[bytes]]:
-    """A binary stream of the file's decompressed bytes (.gz and .zst by name)."""
+def open_input(path: str) -> Iterator[DamageStop]:
+    """A binary stream of the file's decompressed bytes (.gz and .zst by name) that stops
+    where the file is damaged (see `DamageStop.damage`)."""
     raw = open_raw(path)
     try:
         if path.endswith(".gz"):
-            yield gzip.GzipFile(fileobj=raw)
+            yield DamageStop(gzip.GzipFile(fileobj=raw))
         elif path.endswith(".zst"):
             import zstandard
 
-            yield zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            yield DamageStop(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True),
+                             STREAM_ERRORS + (zstandard.ZstdError,))
         else:
-            yield raw
+            yield DamageStop(raw)
     finally:
         raw.close()
 
@@ -83,19 +121,14 @@ def _core_row(rows: dict[str, list], doc_id, text, url, source) -> None:
 # ---------------------------------------------------------------- JSONL
 
 
-def _jsonl_blocks(stream: IO[bytes], block_bytes: int, stats: StageStats) -> Iterator[bytes]:
-    """Complete-line blocks of about `block_bytes`; a damaged stream ends with an error count.
+def _jsonl_blocks(stream: DamageStop, block_bytes: int) -> Iterator[bytes]:
+    """Complete-line blocks of about `block_bytes`, up to where the stream ends or is damaged.
 
     Reads in small pieces so that a stream damaged near its end still yields what preceded it."""
-    read = getattr(stream, "read1", stream.read)
     pieces: list[bytes] = []
     size = 0
     while True:
-        try:
-            piece = read(1 << 16)
-        except STREAM_ERRORS as err:
-            _error(stats, "truncated_stream" if isinstance(err, EOFError) else "corrupt_stream")
-            piece = b""
+        piece = stream.read(1 << 16)
         if piece:
             pieces.append(piece)
             size += len(piece)
@@ -138,7 +171,7 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
     stats = _new_stats()
     saw_bytes = False
     with open_input(path) as stream:
-        for block in _jsonl_blocks(stream, cfg.batch_bytes, stats):
+        for block in _jsonl_blocks(stream, cfg.batch_bytes):
             if not saw_bytes:
                 saw_bytes = bool(block.strip())
             table = _jsonl_fast(block, cfg)
@@ -175,8 +208,10 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
             stats.bytes_kept += len(block)
             yield batch, stats
             stats = _new_stats()
-    if not saw_bytes:
-        _error(stats, "empty_file")
+        if stream.damage is not None:
+            _error(stats, stream.damage)
+        elif not saw_bytes:
+            _error(stats, "empty_file")
     if stats.docs_in:
         yield _finish({n: [] for n in CORE_SCHEMA.names}, CORE_SCHEMA), stats
 
@@ -195,8 +230,9 @@ def _parse_line(raw: bytes, cfg: InputConfig, stats: StageStats) -> dict | None:
     if not isinstance(doc, dict):
         _error(stats, "not_an_object")
         return None
-    if not isinstance(doc.get(cfg.text_key), str):
-        _error(stats, "missing_text")
+    text = doc.get(cfg.text_key)
+    if not isinstance(text, str):
+        _error(stats, "missing_text" if text is None else "wrong_schema")
         return None
     return doc
 
@@ -204,45 +240,109 @@ def _parse_line(raw: bytes, cfg: InputConfig, stats: StageStats) -> dict | None:
 # ---------------------------------------------------------------- Parquet
 
 
-def read_parquet(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, StageStats]]:
-    stats = _new_stats()
+def _text_type(dtype: pa.DataType) -> bool:
+    return (pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+            or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype))
+
+
+def _as_utf8(column: pa.Array, dtype: pa.DataType) -> tuple[pa.Array, np.ndarray | None]:
+    """A string or binary column as `dtype`, and which rows are not valid UTF-8 (None: all are;
+    those rows become null)."""
     try:
+        return column.cast(dtype), None
+    except pa.ArrowInvalid:
+        if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+            raise
+    # Per-row Python, only for a batch that holds invalid UTF-8: Arrow's cast rejects the whole
+    # array without naming the rows.
+    bad = np.array([v is not None and not _is_utf8(v) for v in column.to_pylist()], dtype=bool)
+    cleaned = pc.if_else(pa.array(bad), pa.nulls(len(column), column.type), column)
+    return cleaned.cast(dtype), bad
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@contextmanager
+def _parquet_source(path: str) -> Iterator[IO[bytes]]:
+    """Parquet needs random access: a plain file is read in place, a compressed one in memory."""
+    if path.endswith((".gz", ".zst")):
         with open_input(path) as stream:
-            pf = pq.ParquetFile(stream)
-            names = pf.schema_arrow.names
-            if cfg.text_key not in names:
-                _error(stats, "wrong_schema")
-                yield _finish({n: [] for n in CORE_SCHEMA.names}, CORE_SCHEMA), stats
-                return
-            columns = [c for c in (cfg.text_key, cfg.id_key, cfg.url_key) if c in names]
-            rows_per_batch = max(1, int(cfg.batch_bytes / _avg_row_bytes(pf)))
-            start = 0
-            key = _file_key(path)
-            for batch in pf.iter_batches(batch_size=rows_per_batch, columns=columns):
-                n = batch.num_rows
-                text = batch.column(cfg.text_key).cast(pa.large_string())
-                valid = text.is_valid()
-                ids = (batch.column(cfg.id_key).cast(pa.string()) if cfg.id_key in columns
-                       else pa.array([f"{key}:{i}" for i in range(start, start + n)], pa.string()))
-                urls = batch.column(cfg.url_key).cast(pa.string()) if cfg.url_key in columns else pa.nulls(n, pa.string())
-                out = pa.RecordBatch.from_arrays([ids, text, urls, pa.array([path] * n, pa.string())], schema=pa.schema(
-                    [f.with_nullable(True) for f in CORE_SCHEMA]))
-                good = out.filter(valid)
-                missing = n - good.num_rows
-                stats.docs_in += good.num_rows
-                stats.docs_kept += good.num_rows
-                for _ in range(missing):
-                    _error(stats, "missing_text")
-                nbytes = int(pc.sum(pc.binary_length(good.column("text"))).as_py() or 0)
-                stats.bytes_in += nbytes
-                stats.bytes_kept += nbytes
-                start += n
-                yield good.cast(CORE_SCHEMA), stats
-                stats = _new_stats()
+            data = stream.read()
+            if stream.damage is not None:
+                raise OSError(stream.damage)
+        yield pa.BufferReader(data)
+        return
+    with open_raw(path) as raw:
+        yield raw
+
+
+def read_parquet(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, StageStats]]:
+    """Rows of a Parquet file. A text column that is not a string (or binary) column makes every
+    row `wrong_schema`; a null text is `missing_text` and invalid UTF-8 `invalid_utf8`, row by
+    row; a file damaged part way counts its unread rows as `corrupt_parquet`."""
+    stats = _new_stats()
+    total = seen = 0
+    try:
+        with _parquet_source(path) as source:
+            pf = pq.ParquetFile(source)
+            total = pf.metadata.num_rows
+            schema = pf.schema_arrow
+            names = schema.names
+            id_type = schema.field(cfg.id_key).type if cfg.id_key in names else pa.string()
+            wrong = (cfg.text_key not in names or not _text_type(schema.field(cfg.text_key).type)
+                     or not (_text_type(id_type) or pa.types.is_integer(id_type))
+                     or (cfg.url_key in names and not _text_type(schema.field(cfg.url_key).type)))
+            if wrong:
+                _error(stats, "wrong_schema", max(1, total))
+                seen = total
+            else:
+                columns = [c for c in (cfg.text_key, cfg.id_key, cfg.url_key) if c in names]
+                rows_per_batch = max(1, int(cfg.batch_bytes / _avg_row_bytes(pf)))
+                key = _file_key(path)
+                for batch in pf.iter_batches(batch_size=rows_per_batch, columns=columns):
+                    yield _parquet_batch(batch, cfg, path, key, seen, stats), stats
+                    seen += batch.num_rows
+                    stats = _new_stats()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError):
-        _error(stats, "corrupt_parquet")
+        _error(stats, "corrupt_parquet", max(1, total - seen))
     if stats.docs_in:
         yield _finish({n: [] for n in CORE_SCHEMA.names}, CORE_SCHEMA), stats
+
+
+def _parquet_batch(batch: pa.RecordBatch, cfg: InputConfig, path: str, key: str, start: int,
+                   stats: StageStats) -> pa.RecordBatch:
+    """One batch of Parquet rows in the core schema, its bad rows counted in `stats` and left out."""
+    n = batch.num_rows
+    invalid = np.zeros(n, dtype=bool)
+    columns = {}
+    for name, column, dtype in (("text", cfg.text_key, pa.large_string()), ("id", cfg.id_key, pa.string()),
+                                ("url", cfg.url_key, pa.string())):
+        if column in batch.schema.names:
+            columns[name], bad = _as_utf8(batch.column(column), dtype)
+            if bad is not None:
+                invalid |= bad
+    missing = ~invalid & np.asarray(columns["text"].is_null(), dtype=bool)
+    ids = columns.get("id")
+    made = pa.array([f"{key}:{i}" for i in range(start, start + n)], pa.string())
+    ids = made if ids is None else pc.if_else(ids.is_valid(), ids, made)
+    urls = columns.get("url", pa.nulls(n, pa.string()))
+    out = pa.RecordBatch.from_arrays([ids, columns["text"], urls, pa.array([path] * n, pa.string())],
+                                     schema=pa.schema([f.with_nullable(True) for f in CORE_SCHEMA]))
+    good = out.filter(pa.array(~(invalid | missing)))
+    _error(stats, "invalid_utf8", int(invalid.sum()))
+    _error(stats, "missing_text", int(missing.sum()))
+    nbytes = int(pc.sum(pc.binary_length(good.column("text"))).as_py() or 0)
+    stats.docs_in += good.num_rows
+    stats.docs_kept += good.num_rows
+    stats.bytes_in += nbytes
+    stats.bytes_kept += nbytes
+    return good.cast(CORE_SCHEMA)
 
 
 def _avg_row_bytes(pf: pq.ParquetFile) -> float:
@@ -254,33 +354,62 @@ def _avg_row_bytes(pf: pq.ParquetFile) -> float:
 # ---------------------------------------------------------------- WARC
 
 
+@contextmanager
+def _warc_stream(path: str) -> Iterator[DamageStop]:
+    """The WARC's bytes, gzip members decompressed (by content, whatever the name), stopping
+    where the file is cut or damaged, so the records before are still read."""
+    with open_raw(path) as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        yield DamageStop(gzip.GzipFile(fileobj=raw) if gzipped else raw)
+
+
 def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, StageStats]]:
-    """HTTP response records of a WARC (plain or gzip); other record types are dropped by name."""
+    """HTTP response records of a WARC (plain or gzip); other record types are dropped by name.
+
+    A record cut short (headers without their mandatory WARC-Type and Content-Length, or a body
+    shorter than its Content-Length) is `warc_truncated_record`; a file that ends or is damaged
+    after its last whole record counts one error for what follows; a response whose HTTP status
+    line does not parse is `http_decode_error`."""
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     stats = _new_stats()
     rows = _raw_rows()
     size = records = 0
+    last_whole = True  # whether the last record read was complete
     try:
-        with open_raw(path) as stream:  # FastWARC detects and decompresses gzip members itself
+        with _warc_stream(path) as stream:
             for record in ArchiveIterator(stream, parse_http=True):
                 records += 1
+                last_whole = False
+                if "WARC-Type" not in record.headers or not (record.headers.get("Content-Length") or "").isdigit():
+                    _error(stats, "warc_truncated_record")
+                    continue
                 if record.record_type != WarcRecordType.response:
+                    body = record.reader.read()
+                    if len(body) < record.content_length:
+                        _error(stats, "warc_truncated_record")
+                        continue
+                    last_whole = True
                     kind = "warc_" + str(record.record_type).rsplit(".", 1)[-1]
                     stats.docs_in += 1
                     stats.docs_dropped += 1
                     stats.dropped_by_reason[kind] = stats.dropped_by_reason.get(kind, 0) + 1
                     continue
                 body = record.reader.read()
-                if len(body) < record.content_length:
+                headers = record.http_headers
+                if len(body) < record.content_length:  # (after parse_http: the HTTP body's length)
                     _error(stats, "warc_truncated_record")
                     continue
-                headers = record.http_headers
-                content_type = headers.get("Content-Type") if headers is not None else None
+                last_whole = True
+                if headers is None or headers.status_code is None:
+                    _error(stats, "http_decode_error")
+                    continue
+                content_type = headers.get("Content-Type")
                 try:
-                    if headers is not None and "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+                    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
                         body = _dechunk(body)
-                    body = _decode_content(body, headers.get("Content-Encoding") if headers is not None else None)
+                    body = _decode_content(body, headers.get("Content-Encoding"))
                 except (OSError, EOFError, zlib.error, ValueError) as err:
                     _error(stats, "http_decode_error" if not isinstance(err, ValueError) else str(err))
                     continue
@@ -294,6 +423,8 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
                 if size >= cfg.batch_bytes:
                     yield _finish(rows, RAW_SCHEMA), stats
                     rows, stats, size = _raw_rows(), _new_stats(), 0
+            if stream.damage is not None and last_whole:
+                _error(stats, "warc_truncated_record" if stream.damage == "truncated_stream" else "warc_broken_record")
     except STREAM_ERRORS:
         _error(stats, "warc_broken_record")
     if records == 0 and not stats.docs_in:
@@ -352,18 +483,16 @@ def read_html(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
     """One HTML file (optionally .gz) is one document."""
     stats = _new_stats()
     rows = _raw_rows()
-    try:
-        with open_input(path) as stream:
-            body = stream.read()
-    except STREAM_ERRORS:
-        _error(stats, "corrupt_stream")
+    with open_input(path) as stream:
+        body = stream.read()
+    if stream.damage is not None:
+        _error(stats, stream.damage)
+    elif not body.strip():
+        _error(stats, "empty_file")
     else:
-        if not body.strip():
-            _error(stats, "empty_file")
-        else:
-            _raw_row(rows, _file_key(path), None, path, body, "text/html")
-            stats.docs_in = stats.docs_kept = 1
-            stats.bytes_in = stats.bytes_kept = len(body)
+        _raw_row(rows, _file_key(path), None, path, body, "text/html")
+        stats.docs_in = stats.docs_kept = 1
+        stats.bytes_in = stats.bytes_kept = len(body)
     yield _finish(rows, RAW_SCHEMA), stats
 
 
@@ -371,5 +500,40 @@ READERS = {"jsonl": read_jsonl, "parquet": read_parquet, "warc": read_warc, "htm
 
 
 def read_file(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, StageStats]]:
-    """Batches and read statistics of one input file in the configured format."""
-    yield from READERS[cfg.format](path, cfg)
+    """Batches and read statistics of one input file in the configured format, documents over
+    `max_doc_bytes` dropped or truncated."""
+    for batch, stats in READERS[cfg.format](path, cfg):
+        yield _cap(batch, stats, cfg), stats
+
+
+def _cap(batch: pa.RecordBatch, stats: StageStats, cfg: InputConfig) -> pa.RecordBatch:
+    sizes = doc_bytes(batch)
+    over = sizes > cfg.max_doc_bytes
+    if not over.any():
+        return batch
+    rows = np.flatnonzero(over)
+    if cfg.oversize == "truncate":
+        # Per-row Python, for the few oversized rows only: a cut must fall on a UTF-8 boundary.
+        name = "html" if "html" in batch.schema.names else "text"
+        values = batch.column(name).to_pylist()
+        for row in rows.tolist():
+            values[row] = _cut(values[row], cfg.max_doc_bytes)
+        index = batch.schema.get_field_index(name)
+        stats.extra["truncated"] = stats.extra.get("truncated", 0) + len(rows)
+        stats.bytes_kept -= int(sizes[rows].sum()) - len(rows) * cfg.max_doc_bytes
+        return batch.set_column(index, batch.schema.field(index), pa.array(values, batch.schema.field(index).type))
+    stats.docs_kept -= len(rows)
+    stats.docs_dropped += len(rows)
+    stats.bytes_kept -= int(sizes[rows].sum())
+    stats.dropped_by_reason["too_large"] = stats.dropped_by_reason.get("too_large", 0) + len(rows)
+    dropped = batch.take(pa.array(rows))
+    stats.add_examples("too_large", dropped.column("id").to_pylist(), dropped.column("url").to_pylist(),
+                       [f"{size:,} bytes" for size in sizes[rows].tolist()])
+    return batch.filter(pa.array(~over))
+
+
+def _cut(value: str | bytes, limit: int) -> str | bytes:
+    """The first `limit` bytes of a text (or page), less a character split by the cut."""
+    if isinstance(value, bytes):
+        return value[:limit]
+    return value.encode()[:limit].decode("utf-8", errors="ignore")
