@@ -175,15 +175,23 @@ def train(examples: list[tuple[str, str]], output: str | os.PathLike, params: Tr
     return FastTextClassifier(output)
 
 
+def load_fasttext(path: str | os.PathLike):
+    """The fastText model at `path`; a ValueError naming the file when it is not one."""
+    import fasttext
+
+    try:
+        return fasttext.load_model(str(path))
+    except (ValueError, RuntimeError, MemoryError) as err:
+        raise ValueError(f"{path} is not a fastText model ({err})") from None
+
+
 class FastTextClassifier:
     """A loaded model; `predict_proba` scores a batch of texts for every label at once."""
 
     def __init__(self, path: str | os.PathLike, max_chars: int | None = 20_000):
-        import fasttext
-
         self.path = Path(path)
         self.max_chars = max_chars
-        self.model = fasttext.load_model(str(self.path))
+        self.model = load_fasttext(self.path)
         self.labels = [label[len(LABEL_PREFIX):] for label in self.model.get_labels()]
         self._index = {LABEL_PREFIX + label: i for i, label in enumerate(self.labels)}
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from refinery.classifiers.fasttext_model import load_fasttext
 from refinery.classifiers.paths import resolve_path
 from refinery.pipeline.resources import bundled
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
@@ -81,12 +82,11 @@ class LangId(MapStage):
         path = resolve_model(params.model, Path(base))
         if not path.is_file():
             raise ValueError(f"model: no such file {path}")
+        load_fasttext(path)
         params.model = str(path)
 
     def setup(self) -> None:
-        import fasttext
-
-        self.model = fasttext.load_model(str(resolve_model(self.params.model)))
+        self.model = load_fasttext(resolve_model(self.params.model))
 
     def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """Top language and its probability for each text (texts already one line each)."""

@@ -8,6 +8,7 @@ ones, so a runner can route them to their own output; in filter mode only they p
 """
 from __future__ import annotations
 
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from refinery.classifiers.paths import resolve_path
 from refinery.pipeline.stage import DocumentStage, StageParams
 from refinery.pipeline.stats import HistogramSpec
+from refinery.tokenize.tokenizer import load_tokenizer
 
 
 class ScorerSpec(BaseModel):
@@ -96,12 +98,20 @@ class LongContext(DocumentStage):
         if not path.exists():
             raise ValueError(f"scorer.path: no such file or folder {path}")
         spec.path = str(path)
+        if spec.kind == "ngram":
+            from refinery.classifiers.coherence import load_scorer
+
+            try:  # small: loaded here so that a file that is not a model fails before any work
+                load_scorer(spec.kind, spec.path)
+            except (ValueError, OSError, KeyError, zipfile.BadZipFile) as err:
+                raise ValueError(f"scorer.path: {path} is not an n-gram model ({err})") from None
         if spec.kind == "internlm2":
             if spec.tokenizer is None:
                 raise ValueError("scorer.tokenizer: the internlm2 scorer needs the checkpoint's sentencepiece model")
             tokenizer = resolve_path(spec.tokenizer, Path(base))
             if not tokenizer.is_file():
                 raise ValueError(f"scorer.tokenizer: no such file {tokenizer}")
+            load_tokenizer(tokenizer)
             spec.tokenizer = str(tokenizer)
 
     def setup(self) -> None:

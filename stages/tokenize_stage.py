@@ -9,17 +9,17 @@ the unit and chunk, so every runner yields the same bytes) with a small manifest
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from refinery.classifiers.paths import resolve_path
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 from refinery.tokenize.shards import MANIFEST, ShardWriter, manifest_text, merge_manifests
-from refinery.tokenize.tokenizer import TOKEN_LIST, Tokenizer
+from refinery.tokenize.tokenizer import TOKEN_LIST, Tokenizer, load_tokenizer
 
 
 class TokenizeParams(StageParams):
@@ -36,15 +36,6 @@ class TokenizeParams(StageParams):
     block_tokens: int = Field(default=1 << 18, gt=0)
 
 
-def resolve_model(path: str, base: Path | None = None) -> Path:
-    """A model path as written in config: absolute, or relative to the config folder or cwd."""
-    candidates = [Path(path)] if os.path.isabs(path) else [Path(base or ".") / path, Path(path)]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    raise ValueError(f"tokenizer: no model file at {path!r} (looked in {', '.join(str(c) for c in candidates)})")
-
-
 class Tokenize(MapStage):
     kind = "tokenize"
     Params = TokenizeParams
@@ -54,13 +45,18 @@ class Tokenize(MapStage):
 
     @classmethod
     def check_params(cls, params: TokenizeParams, base) -> None:
-        """Fail at config time when the model is missing; store its resolved path, so the
-        resolved job (and every worker) uses the same file whatever its working directory."""
-        params.tokenizer = str(resolve_model(params.tokenizer, base))
+        """Fail at config time when the model is missing or is not a SentencePiece model; store
+        its resolved path, so the resolved job (and every worker) uses the same file whatever
+        its working directory."""
+        path = resolve_path(params.tokenizer, Path(base))
+        if not path.is_file():
+            raise ValueError(f"tokenizer: no model file at {params.tokenizer!r}")
+        load_tokenizer(path)
+        params.tokenizer = str(path.resolve())
 
     def setup(self) -> None:
         p: TokenizeParams = self.params
-        self.tokenizer = Tokenizer(resolve_model(p.tokenizer), threads=p.threads)
+        self.tokenizer = Tokenizer(p.tokenizer, threads=p.threads)
 
     def _loaded(self) -> Tokenizer:
         if getattr(self, "tokenizer", None) is None:

@@ -38,6 +38,14 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def load_tokenizer(path: str | os.PathLike) -> spm.SentencePieceProcessor:
+    """The SentencePiece model at `path`; a ValueError naming the file when it is not one."""
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError) as err:
+        raise ValueError(f"{path} is not a SentencePiece model ({err})") from None
+
+
 class Tokenizer:
     """A loaded SentencePiece model with the special ids the shards and the loader need."""
 
@@ -45,7 +53,7 @@ class Tokenizer:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"no tokenizer model at {self.path}")
-        self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        self.sp = load_tokenizer(self.path)
         self.threads = threads or available_cpus()
         self.sha256 = file_sha256(self.path)
 
