@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from refinery.pipeline.stats import StageStats
-from refinery.pipeline.storage import StorageError, atomic_write, filesystem, list_files, list_folders
+from refinery.pipeline.storage import StorageError, atomic_write, filesystem, is_temporary, list_files, list_folders
 
 DOCS, STATS, SHARDS, ROUTES, PARTS, DONE, WORK = "docs", "stats", "shards", "routes", "_parts", "_done", "_work"
 JOB = "job.yaml"
@@ -101,6 +101,20 @@ class RunDir:
     def remove(self, names: list[str]) -> None:
         for name in names:
             self.fs.delete_file(self.path(name))
+
+    def remove_temporaries(self) -> int:
+        """Delete the temporary files of writes that a killed attempt never finished; returns
+        how many. Only local disks have them: an object store shows finished uploads only."""
+        if not self.local:
+            return 0
+        infos = self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True, allow_not_found=True))
+        found = [i for i in infos if is_temporary(i.base_name)]
+        for info in found:
+            if info.type == pafs.FileType.Directory:
+                self.fs.delete_dir(info.path)
+            else:
+                self.fs.delete_file(info.path)
+        return len(found)
 
     # --- the layout -------------------------------------------------------------------------
 

@@ -41,12 +41,21 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
+def temporary_name(name: str) -> str:
+    """Where a file (or folder) named `name` is built before it is renamed into place."""
+    return f".{name}.{uuid.uuid4().hex}.tmp"
+
+
+def is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """Write `data` so that readers see either no file or the whole file."""
     if isinstance(fs, pafs.LocalFileSystem):
         folder, name = os.path.split(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+        tmp = os.path.join(folder, temporary_name(name))
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()

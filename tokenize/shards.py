@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from refinery.pipeline.storage import temporary_name
 from refinery.tokenize.tokenizer import TOKEN_LIST
 
 FORMAT = "refinery-token-shards"
@@ -191,7 +192,10 @@ def write_shards(
     previous complete set or the new one; returns the manifest."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+    for left in folder.parent.glob(f".{folder.name}.*"):  # what a killed earlier write left
+        if left.suffix in (".tmp", ".old"):
+            shutil.rmtree(left, ignore_errors=True)
+    tmp = folder.with_name(temporary_name(folder.name))
     tmp.mkdir()
     writer = ShardWriter(lambda name, data: (tmp / name).write_bytes(data), tokenizer,
                          shard_bytes=shard_bytes, block_tokens=block_tokens)

@@ -55,6 +55,9 @@ def _claim_run_dir(plan: Plan, job: Job) -> None:
                 data.pop("workers", None)
             if previous != current:
                 raise ConfigError(run.location(run.job), "(run directory)", "holds a different job; use another --out")
+            swept = run.remove_temporaries()
+            if swept:
+                log.info("removed %d unfinished temporary files of an earlier attempt", swept)
         run.write_text(run.job, resolved)
     except OSError as err:
         raise ConfigError("--out", run.uri, f"cannot write the run directory: {err}") from None
