@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import xxhash
@@ -61,7 +61,7 @@ class ShardSource:
         target = self.cache / entry["path"]
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            tmp = target.with_name(storage.temporary_name(target.name))
             self._download(entry["path"], tmp)
             os.replace(tmp, target)
         return target
@@ -91,8 +91,27 @@ class ShardSource:
                 digest.update(whole[tail:])
                 if digest.hexdigest() != entry["meta_xxh3_128"]:
                     self._reject(entry, path, "schema or footer checksum does not match the manifest")
-            opened = self._readers[index] = (pa.ipc.open_file(mapped), whole, set())
+            reader = pa.ipc.open_file(mapped)
+            self._check_blocks(entry, path, reader)
+            opened = self._readers[index] = (reader, whole, set())
         return opened[0]
+
+    def _check_blocks(self, entry: dict, path: Path, reader: pa.ipc.RecordBatchFileReader) -> None:
+        """The manifest's block counts against the shard's own metadata (rows, list offsets):
+        the loader places every window from those counts, so a wrong one must stop the shard
+        before anything is read from it. Cheap (offsets only), so done even without `verify`."""
+        blocks = entry["blocks"]
+        if reader.num_record_batches != len(blocks):
+            self._reject(entry, path, f"{reader.num_record_batches} blocks, manifest says {len(blocks)}")
+        for b, (documents, tokens, *_) in enumerate(blocks):
+            ids = reader.get_batch(b).column(0)
+            offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
+            found = int(offsets[-1] - offsets[0]) if len(offsets) else 0
+            if len(ids) != documents or found != tokens:
+                self._reject(entry, path, f"block {b} holds {len(ids)} documents and {found} tokens, "
+                                          f"manifest says {documents} and {tokens}")
+            if (np.diff(offsets) < 0).any() or (len(offsets) and offsets[-1] > ids.buffers()[3].size // 4):
+                self._reject(entry, path, f"block {b} has list offsets outside its values")
 
     def batch(self, index: int, block: int) -> pa.RecordBatch:
         """Record batch `block` of shard `index`, its bytes verified on first use."""
