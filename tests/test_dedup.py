@@ -30,6 +30,24 @@ def test_signatures_equal_datasketch(num_perm, seed, ngram):
         assert np.array_equal(ref.hashvalues, sigs[i]), doc
 
 
+def test_a_document_longer_than_a_block_equals_datasketch():
+    """One document larger than a hashing chunk and of more shingles than a MinHash block is
+    hashed window by window and reduced block by block: the same values."""
+    texts = sms_table().column("text").to_pylist()
+    long_doc = " ".join(f"{t} {i}" for i, t in enumerate(texts * 3))
+    while len(long_doc.encode()) <= text._CHUNK_BYTES:
+        long_doc += " " + long_doc
+    table = pa.table({"id": ["long", "short"], "text": [long_doc, texts[0]]})
+    stage = Dedup(DedupParams(num_perm=64, seed=3, ngram=5))
+    sigs, _ = stage.minhashes(table)
+    shingles = text.shingles(long_doc, 5)
+    assert len(shingles) > 2 * minhash._CHUNK
+    for i, doc in enumerate((long_doc, texts[0])):
+        ref = MinHash(num_perm=64, seed=3, hashfunc=text.shingle_hash)
+        ref.update_batch(text.shingles(doc, 5))
+        assert np.array_equal(ref.hashvalues, sigs[i])
+
+
 @pytest.mark.parametrize("ngram", [5, 2])
 def test_vectorized_hashes_equal_scalar_reference(monkeypatch, ngram):
     """Whole-batch hashing (also cut into many small chunks, with power tables beyond the

@@ -38,7 +38,8 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
     """(documents, num_perm) uint32 MinHash values; a document without shingles is all EMPTY.
 
     Blocks of whole documents are permuted as one (num_perm x shingles) matrix, each row a
-    contiguous run, and reduced per document with `np.minimum.reduceat` along the rows."""
+    contiguous run, and reduced per document with `np.minimum.reduceat` along the rows; a
+    document longer than a block is reduced block by block, so memory stays one block."""
     a, b = permutations(num_perm, seed)
     a, b = a[:, None], b[:, None]
     n_docs = len(offsets) - 1
@@ -50,8 +51,14 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
         stop = int(np.searchsorted(offsets, offsets[doc] + _CHUNK, side="right")) - 1
         stop = min(max(stop, doc + 1), n_docs)
         lo, hi = offsets[doc], offsets[stop]
-        if hi > lo:
-            block = buffer[:, : hi - lo] if hi - lo <= _CHUNK else np.empty((num_perm, hi - lo), dtype=np.uint32)
+        if hi - lo > _CHUNK:  # one document longer than a block: a running minimum, block by block
+            for start in range(lo, hi, _CHUNK):
+                block = buffer[:, : min(_CHUNK, hi - start)]
+                np.multiply(a, mixed[start : start + block.shape[1]], out=block)
+                np.add(block, b, out=block)
+                np.minimum(out[:, doc], block.min(axis=1), out=out[:, doc])
+        elif hi > lo:
+            block = buffer[:, : hi - lo]
             np.multiply(a, mixed[lo:hi], out=block)
             np.add(block, b, out=block)
             nonempty = np.flatnonzero(np.diff(offsets[doc : stop + 1]) > 0)

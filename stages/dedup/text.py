@@ -223,12 +223,9 @@ def _shingle_ranges(counts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndar
     return first, last, per_doc
 
 
-def _hash_chunk(data: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle hashes and per-document shingle counts for the documents of one chunk.
-
-    Word hash: (P[end] - P[start]) * BASE^-start over byte prefix sums P, then fmix64.
-    Shingle hash: (Q[last + 1] - Q[first]) * BASE^-first over word prefix sums Q of
-    word_i * BASE^i, then fmix64. Everything wraps modulo 2^64."""
+def _word_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hash and per-document count of every word: (P[end] - P[start]) * BASE^-start over byte
+    prefix sums P, then fmix64 (so a word's hash does not depend on where it lies)."""
     starts, ends, counts = _word_spans(data, offsets)
     lower = data + (((data - np.uint8(65)) < 26).view(np.uint8) << np.uint8(5))
     up, down = _powers(len(data) + 1)
@@ -237,8 +234,14 @@ def _hash_chunk(data: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.n
     words = prefix[ends]
     words -= prefix[starts]
     words *= down[starts]
-    words = _fmix64(words)
-    words *= up[: len(words)]
+    return _fmix64(words), counts
+
+
+def _shingles_of_words(words: np.ndarray, counts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes from word hashes: (Q[last + 1] - Q[first]) * BASE^-first over word prefix
+    sums Q of word_i * BASE^i, then fmix64; and the shingles per document."""
+    up, down = _powers(len(words) + 1)
+    words = words * up[: len(words)]
     q = np.zeros(len(words) + 1, dtype=np.uint64)
     np.cumsum(words, out=q[1:])
     first, last, per_doc = _shingle_ranges(counts, ngram)
@@ -246,6 +249,32 @@ def _hash_chunk(data: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.n
     h -= q[first]
     h *= down[first]
     return (_fmix64(h) >> np.uint64(32)).astype(np.uint32), per_doc
+
+
+def _hash_chunk(data: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes and per-document shingle counts for the documents of one chunk. Everything
+    wraps modulo 2^64."""
+    return _shingles_of_words(*_word_hashes(data, offsets), ngram)
+
+
+def _hash_long(data: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_hash_chunk` of one document larger than a chunk, with work arrays of a chunk's size:
+    its words are hashed window by window, each window ending on an ASCII byte that is not a
+    letter or digit (no word spans one), and its shingles come from all its words."""
+    words = []
+    lo = 0
+    while lo < len(data):
+        hi = min(lo + _CHUNK_BYTES, len(data))
+        while hi < len(data):
+            tail = data[hi - _CHUNK_BYTES // 2 : hi]
+            breaks = np.flatnonzero((tail < 0x80) & ~((tail | np.uint8(0x20)) - np.uint8(97) < 26) & ~(tail - np.uint8(48) < 10))
+            if len(breaks):
+                hi = hi - len(tail) + int(breaks[-1]) + 1
+                break
+            hi = min(hi + _CHUNK_BYTES // 2, len(data))  # no separator yet: a longer window
+        words.append(_word_hashes(data[lo:hi], np.array([0, hi - lo]))[0])
+        lo = hi
+    return _shingles_of_words(np.concatenate(words), np.array([sum(map(len, words))]), ngram)
 
 
 def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +290,10 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.nd
         stop = int(np.searchsorted(offsets, offsets[doc] + _CHUNK_BYTES, side="right")) - 1
         stop = min(max(stop, doc + 1), n_docs)
         lo, hi = offsets[doc], offsets[stop]
-        h, c = _hash_chunk(data[lo:hi], offsets[doc : stop + 1] - lo, ngram)
+        if hi - lo > _CHUNK_BYTES:
+            h, c = _hash_long(data[lo:hi], ngram)
+        else:
+            h, c = _hash_chunk(data[lo:hi], offsets[doc : stop + 1] - lo, ngram)
         hashes.append(h)
         counts.append(c)
         doc = stop
