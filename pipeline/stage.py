@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from refinery.pipeline.schema import doc_bytes
-from refinery.pipeline.stats import HistogramSpec, StageStats
+from refinery.pipeline.stats import EXAMPLE_CHARS, HistogramSpec, StageStats
 
 
 class StageParams(BaseModel):
@@ -238,7 +238,8 @@ def apply_verdict(stage: Stage, batch: pa.RecordBatch, verdict: Verdict, seconds
     urls = out.column("url").to_pylist() if "url" in out.schema.names else [None] * n
     texts = out.column("text")
     for label, rows in _example_rows(first_reason, error_kind):
-        stats.add_examples(label, [ids[i] for i in rows], [urls[i] for i in rows], texts.take(rows).to_pylist())
+        shown = pc.utf8_slice_codeunits(texts.take(rows), 0, EXAMPLE_CHARS)  # not whole documents in Python
+        stats.add_examples(label, [ids[i] for i in rows], [urls[i] for i in rows], shown.to_pylist())
 
     stats.docs_errored = int(errored.sum())
     if stage.annotate_only:

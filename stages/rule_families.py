@@ -124,29 +124,35 @@ def top_ngram_chars(hashes: np.ndarray, offsets: np.ndarray, n: int) -> int:
     return int(offsets[i + n] - offsets[i] + n - 1) * int(top)
 
 
-def duplicate_ngram_chars(hashes: np.ndarray, offsets: np.ndarray, n: int) -> int:
+def duplicate_ngram_chars(hashes: np.ndarray, offsets: np.ndarray, n: int, step: int = 1 << 16) -> int:
     """Characters in n-grams that repeat an earlier one, scanning left to right and jumping past
     each repeat so that overlapping repeats are not counted twice."""
     if len(hashes) < n:
         return 0
     keys = ngram_keys(hashes, n)
-    _, first = np.unique(keys, return_index=True)
+    _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
     if len(first) == len(keys):
         return 0
     is_first = np.zeros(len(keys), dtype=bool)
     is_first[first] = True
     i = int(np.argmin(is_first))  # before the first repeat every n-gram is new: no jumps yet
-    keys_list, ends = keys.tolist(), offsets.tolist()
-    seen = set(keys_list[:i])
+    # One byte per distinct n-gram (a set of Python ints would take some 70), and the scan
+    # converts a slice of codes and offsets to Python at a time, not the whole document.
+    marks = np.zeros(len(first), dtype=np.uint8)
+    marks[codes[:i]] = 1
+    seen = bytearray(marks.tobytes())
     repeated = 0
-    while i < len(keys_list):
-        key = keys_list[i]
-        if key in seen:
-            repeated += ends[i + n] - ends[i]
-            i += n
-        else:
-            seen.add(key)
-            i += 1
+    while i < len(codes):
+        lo = i
+        chunk, ends = codes[lo : lo + step].tolist(), offsets[lo : lo + step + n].tolist()
+        while i - lo < len(chunk):
+            code = chunk[i - lo]
+            if seen[code]:
+                repeated += ends[i - lo + n] - ends[i - lo]
+                i += n
+            else:
+                seen[code] = 1
+                i += 1
     return repeated
 
 
