@@ -122,7 +122,8 @@ def _core_row(rows: dict[str, list], doc_id, text, url, source) -> None:
 
 
 def _jsonl_blocks(stream: DamageStop, block_bytes: int) -> Iterator[bytes]:
-    """Complete-line blocks of about `block_bytes`, up to where the stream ends or is damaged.
+    """Complete-line blocks of about `block_bytes`, up to where the stream ends or is damaged
+    (a last line without its newline is complete only where the stream ended cleanly).
 
     Reads in small pieces so that a stream damaged near its end still yields what preceded it."""
     pieces: list[bytes] = []
@@ -136,6 +137,8 @@ def _jsonl_blocks(stream: DamageStop, block_bytes: int) -> Iterator[bytes]:
                 continue
         data = b"".join(pieces)
         if not piece:
+            if stream.damage is not None:  # a line cut by the damage is the record it counts
+                data = data[: data.rfind(b"\n") + 1]
             if data:
                 yield data if data.endswith(b"\n") else data + b"\n"
             return
@@ -381,27 +384,20 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
         with _warc_stream(path) as stream:
             for record in ArchiveIterator(stream, parse_http=True):
                 records += 1
-                last_whole = False
-                if "WARC-Type" not in record.headers or not (record.headers.get("Content-Length") or "").isdigit():
+                complete = "WARC-Type" in record.headers and (record.headers.get("Content-Length") or "").isdigit()
+                body = record.reader.read() if complete else b""
+                # (after parse_http, a response's content_length is its HTTP body's length)
+                last_whole = complete and len(body) >= record.content_length
+                if not last_whole:
                     _error(stats, "warc_truncated_record")
                     continue
                 if record.record_type != WarcRecordType.response:
-                    body = record.reader.read()
-                    if len(body) < record.content_length:
-                        _error(stats, "warc_truncated_record")
-                        continue
-                    last_whole = True
                     kind = "warc_" + str(record.record_type).rsplit(".", 1)[-1]
                     stats.docs_in += 1
                     stats.docs_dropped += 1
                     stats.dropped_by_reason[kind] = stats.dropped_by_reason.get(kind, 0) + 1
                     continue
-                body = record.reader.read()
                 headers = record.http_headers
-                if len(body) < record.content_length:  # (after parse_http: the HTTP body's length)
-                    _error(stats, "warc_truncated_record")
-                    continue
-                last_whole = True
                 if headers is None or headers.status_code is None:
                     _error(stats, "http_decode_error")
                     continue
