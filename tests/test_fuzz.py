@@ -1,9 +1,9 @@
 """Bad inputs, bad configs and crash leftovers, as a careful user would meet them.
 
 Every case is a real file made from the fixture data (inaugural paragraphs, news pages of the
-sample WARC): damaged, mistyped or oversized on purpose. The same jobs run on the local runner
-and on Ray (an embedded Ray in a child process with its own temp dir, whose processes must all
-be gone when it exits); both must give the exact counts by reason below, keep every good
+sample WARC): damaged, mistyped or oversized on purpose. The same jobs run on the local runner,
+on Spark, and on Ray (an embedded Ray in a child process with its own temp dir, whose processes
+must all be gone when it exits); all must give the exact counts by reason below, keep every good
 document, and balance every stage (in = kept + dropped + errored).
 """
 from __future__ import annotations
@@ -217,10 +217,12 @@ def ray_stats(cases, tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "warc"])
-def test_local_runner_counts_every_bad_input(cases, fmt, tmp_path):
+@pytest.mark.parametrize("runner", ["local", "spark"])
+def test_runner_counts_every_bad_input(cases, fmt, runner, tmp_path, request):
     folder, errors, dropped, expect = cases[fmt]
-    stats = [s.to_dict() for s in runners.run(load_job(job_file(folder, fmt)), tmp_path / "run", runner="local",
-                                               workers=2)]
+    options = {"workers": 2} if runner == "local" else {"spark": request.getfixturevalue("spark")}
+    stats = [s.to_dict() for s in runners.run(load_job(job_file(folder, fmt)), tmp_path / "run", runner=runner,
+                                               **options)]
     check(stats, errors, dropped, expect, tmp_path / "run")
 
 
