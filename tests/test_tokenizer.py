@@ -64,6 +64,23 @@ def test_shipped_model_is_internlm2_style_and_round_trips():
     assert tok.encode([chinese])[0].min() < 259 and tok.unk_id not in tok.encode([chinese])[0]
 
 
+def test_long_texts_are_encoded_in_pieces_with_the_ids_of_the_whole(monkeypatch):
+    """A long text is cut before spaces that follow a non-space (runs of spaces, tabs and
+    newlines in between); the ids equal one whole encoding, BOS/EOS once per text."""
+    from refinery.tokenize import tokenizer
+
+    tok = Tokenizer(MODEL)
+    assert tok.splits_at_spaces
+    seps = [" ", "  ", "\n", "\n\n", " \n ", "\t", "   \t ", "  \n"]
+    texts = [d["text"] for d in load_docs()]
+    long_text = "".join(t + seps[i % len(seps)] for i, t in enumerate(texts * 3)) + "   "
+    whole = tok.sp.encode([long_text, "short"], add_bos=True, add_eos=True, out_type="numpy")
+    monkeypatch.setattr(tokenizer, "PIECE_CHARS", 500)
+    assert len(list(tokenizer._pieces(long_text, 500))) > 10
+    got = tok.encode([long_text, "short"], add_bos=True, add_eos=True)
+    assert all(np.array_equal(a, b) for a, b in zip(got, whole))
+
+
 def test_train_cli_from_config(tmp_path, capsys):
     config = tmp_path / "conf" / "tok.yaml"
     config.parent.mkdir()

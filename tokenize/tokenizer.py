@@ -2,7 +2,10 @@
 Arrow batches of text into Arrow token lists, and train new BPE models the InternLM2 way.
 
 Encoding goes through SentencePiece's own thread pool and its NumPy output, so the only
-Python work per batch is one concatenation: the ids never become Python ints.
+Python work per batch is one concatenation: the ids never become Python ints. SentencePiece
+holds some 40 bytes per byte of a text it encodes, so a long text is encoded in pieces cut
+where no token can cross (before a space that follows a non-space, for models that split on
+whitespace without normalizing it); the ids are those of the whole text.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import sentencepiece as spm
 from pydantic import BaseModel, ConfigDict, Field
 
 TOKEN_LIST = pa.list_(pa.int32())
+# Texts longer than this many characters are encoded in pieces of about this size.
+PIECE_CHARS = 1 << 18
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -54,6 +59,7 @@ class Tokenizer:
         if not self.path.is_file():
             raise FileNotFoundError(f"no tokenizer model at {self.path}")
         self.sp = load_tokenizer(self.path)
+        self.splits_at_spaces = _splits_at_spaces(self.sp)
         self.threads = threads or available_cpus()
         self.sha256 = file_sha256(self.path)
 
@@ -96,7 +102,17 @@ class Tokenizer:
         """Token ids of each text, encoded in parallel by SentencePiece's threads."""
         if add_bos and self.bos_id < 0 or add_eos and self.eos_id < 0:
             raise ValueError(f"tokenizer {self.path.name} has no BOS/EOS piece")
-        return self.sp.encode(texts, add_bos=add_bos, add_eos=add_eos, num_threads=self.threads, out_type="numpy")
+        if not self.splits_at_spaces or all(len(t) <= PIECE_CHARS for t in texts):
+            return self.sp.encode(texts, add_bos=add_bos, add_eos=add_eos, num_threads=self.threads, out_type="numpy")
+        pieces = [list(_pieces(t, PIECE_CHARS)) for t in texts]
+        flat = self.sp.encode([p for ps in pieces for p in ps], num_threads=self.threads, out_type="numpy")
+        bos = [np.array([self.bos_id], dtype=np.int32)] if add_bos else []
+        eos = [np.array([self.eos_id], dtype=np.int32)] if add_eos else []
+        out, at = [], 0
+        for ps in pieces:
+            out.append(np.concatenate(bos + flat[at : at + len(ps)] + eos).astype(np.int32, copy=False))
+            at += len(ps)
+        return out
 
     def encode_arrow(self, texts: pa.Array | pa.ChunkedArray, *, add_bos: bool = False, add_eos: bool = False) -> pa.ListArray:
         """Encode an Arrow string column into a `list<int32>` column (null text → null list)."""
@@ -111,6 +127,35 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode([int(i) for i in ids])
+
+
+def _splits_at_spaces(sp: spm.SentencePieceProcessor) -> bool:
+    """Whether the model's tokens never cross a space that follows a non-space: it splits on
+    whitespace, marks it as a prefix, and neither normalizes text nor adds a dummy prefix."""
+    try:
+        from sentencepiece import sentencepiece_model_pb2
+    except ImportError:  # needs protobuf; without it every text is encoded whole
+        return False
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(sp.serialized_model_proto())
+    norm, trainer = model.normalizer_spec, model.trainer_spec
+    return (norm.name == "identity" and not norm.add_dummy_prefix and not norm.remove_extra_whitespaces
+            and trainer.split_by_whitespace and not trainer.treat_whitespace_as_suffix)
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    """`text` in pieces of about `size` characters, each cut before a space that follows a
+    non-space character (a run of spaces is never cut)."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.find(" ", start + size)
+        while cut > 0 and text[cut - 1] == " ":
+            cut = text.find(" ", cut + 1)
+        if cut < 0:
+            break
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def token_lists(ids: list[np.ndarray], null_mask: np.ndarray | None = None) -> pa.ListArray:

@@ -1,0 +1,95 @@
+"""Memory of one huge document, stage by stage: peak RSS over the document's size.
+
+The document is real public-domain prose (the inaugural-address paragraphs of
+tests/data/spine/inaugural-a.jsonl, each with a counter so that they differ), joined by blank
+lines up to the size asked. Each stage (normalize, rules, dedup's MinHash signatures, tokenize
+with the shipped demo tokenizer) gets the document as a one-row batch in a fresh process, so
+each peak (VmHWM) is that stage's alone; the figure is the peak above the resident size before
+the call, divided by the document's size.
+
+Goal: no stage holds many copies of a document. The read stage's `max_doc_bytes` (default
+5 MB) bounds the size any stage sees; a stage's multiple of it is the figure below.
+
+    python bench/hugedoc.py [--mb 5 50] [--stages normalize rules dedup tokenize]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("normalize", "rules", "dedup", "tokenize")
+
+
+def document(size: int) -> str:
+    paragraphs = [json.loads(line)["text"] for line in (ROOT / "tests/data/spine/inaugural-a.jsonl").open()]
+    out, n, i = [], 0, 0
+    while n < size:
+        text = f"{paragraphs[i % len(paragraphs)]} ({i})"
+        out.append(text)
+        n += len(text) + 2
+        i += 1
+    return "\n\n".join(out)[:size]
+
+
+def _status(key: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) << 10
+    raise KeyError(key)
+
+
+def measure(stage_name: str, size: int) -> dict:
+    """One stage on the one-document batch, in this process."""
+    import numpy as np
+    import pyarrow as pa
+
+    from refinery.pipeline.plan import tag
+    from refinery.pipeline.stage import run_map_stage
+    from refinery.stages import stage_class
+
+    raw = document(size).encode()
+    offsets = pa.py_buffer(np.array([0, len(raw)], dtype=np.int64).tobytes())
+    text = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(raw))
+    batch = tag(pa.RecordBatch.from_arrays([pa.array(["huge"]), text, pa.array([None], pa.string()), pa.array(["bench"])],
+                                           names=["id", "text", "url", "source"]), 0, 0)
+    cls = stage_class(stage_name)
+    params = {"tokenizer": str(ROOT / "models/tokenizer/refinery-demo-8k.model")} if stage_name == "tokenize" else {}
+    stage = cls(cls.Params(**params), name=stage_name)
+    stage.setup()
+    before = _status("VmRSS")
+    start = time.perf_counter()
+    if stage_name == "dedup":
+        stage.signatures(batch)
+    else:
+        run_map_stage(stage, batch)
+    seconds = time.perf_counter() - start
+    peak = _status("VmHWM") - before
+    return {"stage": stage_name, "doc_mb": len(raw) / 1e6, "peak_mb": round(peak / 1e6), "x_doc": round(peak / len(raw), 1),
+            "seconds": round(seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, nargs="+", default=[5, 50])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--one", nargs=2, metavar=("STAGE", "BYTES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one[0], int(args.one[1]))))
+        return
+    print(f"{'stage':<10} {'doc MB':>7} {'peak MB':>8} {'x doc':>6} {'s':>6}")
+    for mb in args.mb:
+        for stage in args.stages:
+            done = subprocess.run([sys.executable, __file__, "--one", stage, str(int(mb * 1e6))],
+                                  capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{row['stage']:<10} {row['doc_mb']:>7.0f} {row['peak_mb']:>8} {row['x_doc']:>6} {row['seconds']:>6}")
+
+
+if __name__ == "__main__":
+    main()
