@@ -29,6 +29,7 @@ from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import ConfigError, load_job
 from refinery.pipeline.funnel import load_stats
 from refinery.tokenize.shards import MANIFEST
+from funnel_checks import check_invariants
 from services import MARKER, _marked
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,12 +176,7 @@ def check(stats: list[dict], errors: dict, dropped: dict, expect, run: Path) -> 
     read = stats[0]
     assert read["errors_by_kind"] == errors
     assert read["dropped_by_reason"] == dropped
-    previous = None
-    for s in stats:
-        assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], s["stage"]
-        if previous is not None:
-            assert s["docs_in"] == previous["docs_kept"], s["stage"]
-        previous = s
+    check_invariants(stats)
     if isinstance(expect, int):  # web pages: every good record is read (extraction decides after)
         assert read["docs_kept"] == expect
         return

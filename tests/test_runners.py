@@ -15,6 +15,8 @@ from refinery.pipeline.schema import type_name
 from refinery.pipeline.stage import GlobalStage
 from refinery.stages import STAGES
 
+from funnel_checks import check_invariants
+
 JOB = """
 input: {paths: ["%(data)s/*.jsonl*"], format: jsonl, batch_bytes: 50000}
 stages:
@@ -63,15 +65,6 @@ def kept_docs(run_dir):
 
 def routed(run_dir):
     return pq.read_table(run_dir / "routes" / "short_docs").sort_by("id")
-
-
-def check_invariants(stats):
-    previous = None
-    for s in stats:
-        assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], s["stage"]
-        if previous is not None:
-            assert s["docs_in"] == previous["docs_kept"], s["stage"]
-        previous = s
 
 
 def stats_json(run_dir, capsys):
