@@ -160,6 +160,11 @@ def _lower_nfkc(texts: pa.LargeStringArray) -> pa.LargeStringArray:
         return _lower_nfkc(pa.array([b.decode("utf-8", "replace") for b in raw], pa.large_string()))
 
 
+def _ascii_alnum(data: np.ndarray) -> np.ndarray:
+    """Which bytes are ASCII letters or digits (uint8 arithmetic)."""
+    return ((data | np.uint8(0x20)) - np.uint8(97) < 26) | (data - np.uint8(48) < 10)
+
+
 def _word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start and end (exclusive) byte of every word, and each document's word count.
 
@@ -167,7 +172,7 @@ def _word_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.n
     never across documents. ASCII bytes are classified with uint8 arithmetic; only the lead
     bytes of multi-byte characters are decoded (vectorized UTF-8) and looked up."""
     n = len(data)
-    word = ((data | np.uint8(0x20)) - np.uint8(97) < 26) | (data - np.uint8(48) < 10)
+    word = _ascii_alnum(data)
     alone_starts = alone_ends = np.zeros(0, dtype=np.int64)
     lead = np.flatnonzero(data >= 0xC0)
     if len(lead):
@@ -239,9 +244,10 @@ def _word_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
 
 def _shingles_of_words(words: np.ndarray, counts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """Shingle hashes from word hashes: (Q[last + 1] - Q[first]) * BASE^-first over word prefix
-    sums Q of word_i * BASE^i, then fmix64; and the shingles per document."""
+    sums Q of word_i * BASE^i, then fmix64; and the shingles per document. (`words` is
+    overwritten.)"""
     up, down = _powers(len(words) + 1)
-    words = words * up[: len(words)]
+    words *= up[: len(words)]
     q = np.zeros(len(words) + 1, dtype=np.uint64)
     np.cumsum(words, out=q[1:])
     first, last, per_doc = _shingle_ranges(counts, ngram)
@@ -267,7 +273,7 @@ def _hash_long(data: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
         hi = min(lo + _CHUNK_BYTES, len(data))
         while hi < len(data):
             tail = data[hi - _CHUNK_BYTES // 2 : hi]
-            breaks = np.flatnonzero((tail < 0x80) & ~((tail | np.uint8(0x20)) - np.uint8(97) < 26) & ~(tail - np.uint8(48) < 10))
+            breaks = np.flatnonzero((tail < 0x80) & ~_ascii_alnum(tail))
             if len(breaks):
                 hi = hi - len(tail) + int(breaks[-1]) + 1
                 break
