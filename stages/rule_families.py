@@ -323,6 +323,12 @@ _WORD_CHAR = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _BROKEN = regex.compile(r"[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def _chars_matching(pattern: regex.Pattern, text: str) -> int:
+    """Characters of `text` inside matches of a character-class pattern: one copy of the text
+    without them, not a list of every match."""
+    return len(text) - len(pattern.sub("", text))
+
+
 def internlm2(p, doc: Doc) -> list[str]:
     text = doc.text
     visible = len(text) - sum(text.count(c) for c in " \n\t\r\u3000\xa0")
@@ -338,11 +344,11 @@ def internlm2(p, doc: Doc) -> list[str]:
         separators = sum(1 for line in lines if _SEPARATOR_LINE.match(line))
         if separators / len(lines) > p.max_separator_lines or len(_SEPARATOR_RUN.findall(text)) > p.max_separator_runs:
             failed.append("internlm2_separators")
-    punct = sum(map(len, _PUNCT.findall(text)))
-    word_chars = sum(map(len, _WORD_CHAR.findall(text)))
+    punct = _chars_matching(_PUNCT, text)
+    word_chars = _chars_matching(_WORD_CHAR, text)
     if word_chars / visible < p.min_word_char_ratio:
         failed.append("internlm2_char_frequency")
-    if len(_BROKEN.findall(text)) / visible > p.max_broken_char_ratio:
+    if _chars_matching(_BROKEN, text) / visible > p.max_broken_char_ratio:
         failed.append("internlm2_broken_chars")
     if punct / visible > p.max_punct_ratio:
         failed.append("internlm2_punct_excess")
