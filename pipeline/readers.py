@@ -44,13 +44,9 @@ class DamageStop(io.RawIOBase):
         # decompressed before the damage along with the call.
         self.read_some = getattr(inner, "read1", inner.read)
         self.damage: str | None = None
-        self.position = 0
 
     def readable(self) -> bool:
         return True
-
-    def tell(self) -> int:
-        return self.position
 
     def readinto(self, buffer) -> int:
         if self.damage is not None:
@@ -61,7 +57,6 @@ class DamageStop(io.RawIOBase):
             self.damage = "truncated_stream" if isinstance(err, EOFError) else "corrupt_stream"
             return 0
         buffer[: len(data)] = data
-        self.position += len(data)
         return len(data)
 
 
@@ -357,14 +352,26 @@ def _avg_row_bytes(pf: pq.ParquetFile) -> float:
 # ---------------------------------------------------------------- WARC
 
 
-@contextmanager
-def _warc_stream(path: str) -> Iterator[DamageStop]:
-    """The WARC's bytes, gzip members decompressed (by content, whatever the name), stopping
-    where the file is cut or damaged, so the records before are still read."""
-    with open_raw(path) as raw:
-        gzipped = raw.read(2) == b"\x1f\x8b"
-        raw.seek(0)
-        yield DamageStop(gzip.GzipFile(fileobj=raw) if gzipped else raw)
+def _gzip_damage(raw: IO[bytes], offset: int) -> str | None:
+    """How the gzip members from `offset` to the end of the file are damaged
+    (`truncated_stream`, `corrupt_stream`), or None when they all end whole. FastWARC stops
+    quietly at a member cut short, so a reader checks the tail after its last record."""
+    raw.seek(offset)
+    members = zlib.decompressobj(31)
+    while True:
+        if members.eof:
+            data = members.unused_data or raw.read(1 << 20)
+            if not data:
+                return None
+            members = zlib.decompressobj(31)
+        else:
+            data = raw.read(1 << 20)
+            if not data:
+                return "truncated_stream"
+        try:
+            members.decompress(data)  # the output is not needed, only whether it decodes
+        except zlib.error:
+            return "corrupt_stream"
 
 
 def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, StageStats]]:
@@ -378,12 +385,15 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
 
     stats = _new_stats()
     rows = _raw_rows()
-    size = records = 0
+    size = records = last_start = 0
     last_whole = True  # whether the last record read was complete
     try:
-        with _warc_stream(path) as stream:
-            for record in ArchiveIterator(stream, parse_http=True):
+        with open_raw(path) as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            for record in ArchiveIterator(raw, parse_http=True):  # it decompresses gzip members itself
                 records += 1
+                last_start = record.stream_pos
                 complete = "WARC-Type" in record.headers and (record.headers.get("Content-Length") or "").isdigit()
                 body = record.reader.read() if complete else b""
                 # (after parse_http, a response's content_length is its HTTP body's length)
@@ -419,8 +429,9 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
                 if size >= cfg.batch_bytes:
                     yield _finish(rows, RAW_SCHEMA), stats
                     rows, stats, size = _raw_rows(), _new_stats(), 0
-            if stream.damage is not None and last_whole:
-                _error(stats, "warc_truncated_record" if stream.damage == "truncated_stream" else "warc_broken_record")
+            damage = _gzip_damage(raw, last_start) if gzipped else None
+            if damage is not None and last_whole:
+                _error(stats, "warc_truncated_record" if damage == "truncated_stream" else "warc_broken_record")
     except STREAM_ERRORS:
         _error(stats, "warc_broken_record")
     if records == 0 and not stats.docs_in:
