@@ -32,12 +32,16 @@ class Verdict:
 
     `batch` holds all input rows with the stage's columns added or replaced; `failed` maps a
     rule name to a boolean mask (dict order is rule priority: the first failing rule is the
-    drop reason); `errors` maps an error kind to the rows that could not be judged.
+    drop reason); `errors` maps an error kind to the rows that could not be judged. A stage
+    that changes documents without dropping them reports what it did in `counts` (summed into
+    the statistics' `extra`) and `examples` (label -> rows and the text to show for each).
     """
 
     batch: pa.RecordBatch
     failed: dict[str, np.ndarray] = field(default_factory=dict)
     errors: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, tuple[list[int], list[str]]] = field(default_factory=dict)
 
 
 class Stage:
@@ -240,6 +244,10 @@ def apply_verdict(stage: Stage, batch: pa.RecordBatch, verdict: Verdict, seconds
     for label, rows in _example_rows(first_reason, error_kind):
         shown = pc.utf8_slice_codeunits(texts.take(rows), 0, EXAMPLE_CHARS)  # not whole documents in Python
         stats.add_examples(label, [ids[i] for i in rows], [urls[i] for i in rows], shown.to_pylist())
+    for label, (rows, shown) in verdict.examples.items():
+        stats.add_examples(label, [ids[i] for i in rows], [urls[i] for i in rows], shown)
+    for name, value in verdict.counts.items():
+        stats.extra[name] = stats.extra.get(name, 0) + value
 
     stats.docs_errored = int(errored.sum())
     if stage.annotate_only:

@@ -11,6 +11,7 @@ STAGES: dict[str, str] = {
     "langid": "refinery.stages.langid:LangId",
     "rules": "refinery.stages.rules:Rules",
     "length": "refinery.stages.length:LengthFilter",
+    "pii": "refinery.stages.pii:Pii",
     "dedup": "refinery.stages.dedup:Dedup",
     "tokenize": "refinery.stages.tokenize_stage:Tokenize",
 }
