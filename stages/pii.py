@@ -50,6 +50,7 @@ PATTERNS = {
     "credit_card": (r"(?=\d)(?<![\w.,-])\d(?:[ -]?\d){12,18}(?!\w|[.,-]\w)", r"\d(?:[ -]?\d){12,18}"),
     "iban": (r"(?=[A-Z])(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w)", r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}"),
 }
+_COMPILED = {name: re.compile(pattern) for name, (pattern, _) in PATTERNS.items()}
 # Numbers shaped like dates are not phone numbers (01.02.2023, 2023-01-02, 12/31/99), nor are
 # digit groups that go on before or after the match (part of a longer code or table).
 _DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
@@ -113,11 +114,9 @@ class Pii(MapStage):
     columns = {"pii_replacements": pa.int32()}
     histograms = {"pii_replacements": HistogramSpec(0, 20, 20)}
 
-    def __init__(self, params: PiiParams, **kw):
-        super().__init__(params, **kw)
-        ok: dict[str, Callable[[re.Match], bool]] = {"ipv4": self._ip_ok, "ipv6": self._ip_ok, "phone": self._phone_ok,
-                                                      "credit_card": self._card_ok, "iban": lambda m: iban_ok(m.group())}
-        self.checks = {name: (re.compile(pattern), prefilter, ok[name]) for name, (pattern, prefilter) in PATTERNS.items()}
+    def _checks(self) -> dict[str, Callable[[re.Match], bool]]:
+        return {"ipv4": self._ip_ok, "ipv6": self._ip_ok, "phone": self._phone_ok, "credit_card": self._card_ok,
+                "iban": lambda match: iban_ok(match.group())}
 
     def _ip_ok(self, match: re.Match) -> bool:
         try:
@@ -176,7 +175,8 @@ class Pii(MapStage):
 
     def _replace_checked(self, texts: pa.Array, check: str, placeholder: str) -> tuple[pa.Array, np.ndarray]:
         """Replace the checked matches of one pattern in the documents its RE2 prefilter flags."""
-        pattern, prefilter, ok = self.checks[check]
+        pattern, prefilter = _COMPILED[check], PATTERNS[check][1]
+        ok = self._checks()[check]
         flagged = np.flatnonzero(pc.match_substring_regex(texts, prefilter).fill_null(False)
                                  .to_numpy(zero_copy_only=False))
         found = np.zeros(len(texts), dtype=np.int64)
