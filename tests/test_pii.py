@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def test_private_addresses_follow_the_setting():
     assert public == "Router 192.168.1.1, docs 203.0.113.9, loopback ::1, public <ip> and <ip>."
     (every,), counts, _ = run([text], kinds=["ip"], ip_addresses="all", replacement="[{kind}]")
     assert every.count("[ip]") == 5 and counts == [5]
+
+
+def test_stage_travels_to_worker_processes():
+    """Runners pickle the plan with its stages; a copy replaces exactly what the original does."""
+    text = "Mail anna@mail-host.net, call +44 20 7946 0958, card 4111 1111 1111 1111."
+    stage = Pii(PiiParams())
+    copy = pickle.loads(pickle.dumps(stage))
+    assert run_map_stage(copy, batch([text]))[0].column("text").to_pylist() == run([text])[0]
 
 
 def test_config_errors():
