@@ -24,7 +24,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from refinery.pipeline.config import InputConfig
-from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, doc_bytes
+from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, doc_bytes, replace_rows
 from refinery.pipeline.stats import StageStats
 from refinery.pipeline.storage import filesystem, is_local
 
@@ -522,13 +522,12 @@ def _cap(batch: pa.RecordBatch, stats: StageStats, cfg: InputConfig) -> pa.Recor
     if cfg.oversize == "truncate":
         # Per-row Python, for the few oversized rows only: a cut must fall on a UTF-8 boundary.
         name = "html" if "html" in batch.schema.names else "text"
-        values = batch.column(name).to_pylist()
-        for row in rows.tolist():
-            values[row] = _cut(values[row], cfg.max_doc_bytes)
+        column = batch.column(name)
+        cut = pa.array([_cut(v, cfg.max_doc_bytes) for v in column.take(pa.array(rows)).to_pylist()], column.type)
         index = batch.schema.get_field_index(name)
         stats.extra["truncated"] = stats.extra.get("truncated", 0) + len(rows)
         stats.bytes_kept -= int(sizes[rows].sum()) - len(rows) * cfg.max_doc_bytes
-        return batch.set_column(index, batch.schema.field(index), pa.array(values, batch.schema.field(index).type))
+        return batch.set_column(index, batch.schema.field(index), replace_rows(column, rows, cut))
     stats.docs_kept -= len(rows)
     stats.docs_dropped += len(rows)
     stats.bytes_kept -= int(sizes[rows].sum())

@@ -42,6 +42,13 @@ def doc_bytes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     return sizes
 
 
+def replace_rows(array: pa.Array, rows: np.ndarray, values: pa.Array) -> pa.Array:
+    """`array` with the values at `rows` (ascending indices) replaced by `values`, in Arrow."""
+    index = np.arange(len(array))
+    index[rows] = len(array) + np.arange(len(rows))
+    return pa.concat_arrays([array, values]).take(pa.array(index))
+
+
 def stable_id(source: str, offset: int) -> str:
     """Id of a record that carries none of its own: hash of its file and position."""
     return hashlib.blake2b(f"{source}\0{offset}".encode(), digest_size=12).hexdigest()

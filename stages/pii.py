@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
+from refinery.pipeline.schema import replace_rows
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 
@@ -195,11 +196,7 @@ class Pii(MapStage):
 
             changed.append(pattern.sub(swap, text))
             found[row] = hits
-        index = np.arange(len(texts))
-        index[flagged] = len(texts) + np.arange(len(flagged))
-        merged = pa.concat_arrays([texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts,
-                                   pa.array(changed, texts.type)])
-        return merged.take(pa.array(index)), found
+        return replace_rows(texts, flagged, pa.array(changed, texts.type)), found
 
 
 def _in_group_run(match: re.Match) -> bool:

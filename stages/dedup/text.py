@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refinery.pipeline.schema import replace_rows
+
 _NON_WORD = r"[^\p{L}\p{N}\p{M}]+"
 _IDEOGRAPH = r"([\p{Han}\p{Hiragana}\p{Katakana}])"
 _M64 = (1 << 64) - 1
@@ -142,10 +144,7 @@ def _prepared(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray
     high = np.flatnonzero(data >= 0x80)
     if len(high):
         docs = np.unique(np.searchsorted(offsets, high, side="right") - 1)
-        index = np.arange(len(texts))
-        index[docs] = len(texts) + np.arange(len(docs))
-        fixed = _lower_nfkc(texts.take(pa.array(docs)))
-        texts = pa.concat_arrays([texts, fixed]).take(pa.array(index))
+        texts = replace_rows(texts, docs, _lower_nfkc(texts.take(pa.array(docs))))
         data, offsets = _bytes(texts)
     return data, offsets
 
