@@ -143,6 +143,13 @@ class RunDir:
     def resolve_stats(self, stage: str) -> str:
         return f"{PARTS}/{stage}/resolve.json"
 
+    def prepare_stats(self, stage: str) -> str:
+        return f"{PARTS}/{stage}/prepare.json"
+
+    def stage_index(self, stage: str) -> str:
+        """What a stage prepares for every worker before the run (decontaminate's n-gram index)."""
+        return f"{WORK}/{stage}.index.arrow"
+
     def resolution_part(self, stage: str, unit: int) -> str:
         """A global stage's decisions about the documents of one unit of the next segment."""
         return f"{WORK}/{stage}.resolution/unit-{unit:06d}.parquet"

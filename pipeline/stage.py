@@ -83,6 +83,13 @@ class Stage:
 
         `base` is the config file's folder, for resolving relative paths."""
 
+    def prepare(self, run) -> dict | None:
+        """Driver-side step before any unit runs, for state every worker shares (decontaminate
+        builds its n-gram index into the run directory `run`). What it sets on the stage travels
+        to the workers with the plan. Returns the stage's own figures for its statistics
+        (`{"extra": {...}}`), or None. Idempotent: a resumed run calls it again."""
+        return None
+
     def setup(self) -> None:
         """Load models and other heavy state; called once per worker before the first batch."""
 

@@ -63,8 +63,9 @@ def _claim_run_dir(plan: Plan, job: Job) -> None:
         raise ConfigError("--out", run.uri, f"cannot write the run directory: {err}") from None
 
 
-def _write_resolution_stats(plan: Plan, stage, found: dict | None) -> None:
-    """A global stage's own figures (e.g. dedup clusters) join its statistics as one more part."""
+def _write_figures(plan: Plan, stage, found: dict | None, name: str) -> None:
+    """A stage's own figures (dedup's clusters, decontaminate's index) join its statistics as
+    one more part, `name` in the run directory."""
     if found is None:
         return
     stats = StageStats(stage=stage.name, kind=stage.kind, extra=found.get("extra", {}))
@@ -74,7 +75,7 @@ def _write_resolution_stats(plan: Plan, stage, found: dict | None) -> None:
         stats.examples.setdefault("clusters", []).append(
             {"key": str(example["cluster"]), "id": str(example.get("kept")), "url": None,
              "text": f"cluster of {example.get('size')}: {members}"})
-    plan.run.write_text(plan.run.resolve_stats(stage.name), stats.to_json())
+    plan.run.write_text(name, stats.to_json())
 
 
 def open_run(job: Job, out: str) -> Plan:
@@ -93,6 +94,8 @@ def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) 
     shards are read and written by the workers."""
     plan = open_run(job, str(out))
     run_dir = plan.run
+    for stage in plan.stages:
+        _write_figures(plan, stage, stage.prepare(run_dir), run_dir.prepare_stats(stage.name))
     engine = _engine(runner or job.config.runner, plan, **options)
     try:
         for segment in plan.segments:
@@ -100,7 +103,7 @@ def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) 
             if opener is not None and not run_dir.exists(run_dir.resolved_marker(opener.name)):
                 run_dir.clear_resolution(opener.name)
                 found = engine.resolve(opener, plan.parts(plan.segments[segment.index - 1]))
-                _write_resolution_stats(plan, opener, found)
+                _write_figures(plan, opener, found, run_dir.resolve_stats(opener.name))
                 run_dir.write_text(run_dir.resolved_marker(opener.name), "")
             units = plan.units(segment)
             done = run_dir.done_units(segment.index)

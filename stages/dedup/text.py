@@ -44,15 +44,15 @@ def _poly_scalar(values) -> int:
     return h
 
 
-def shingle_hash(shingle: str | bytes) -> int:
-    """32-bit hash of one shingle ("w1 w2 ... wn", words joined by one space), equal to what
+def shingle_hash(shingle: str | bytes, bits: int = 32) -> int:
+    """Hash of one shingle ("w1 w2 ... wn", words joined by one space), equal to what
     `shingle_hashes` computes for it: each word's UTF-8 bytes hashed as the polynomial
     sum(byte_k * BASE^k) mod 2^64 and mixed with MurmurHash3's fmix64, the words combined as
-    sum(word_j * BASE^j) mod 2^64, mixed again; the high 32 bits."""
+    sum(word_j * BASE^j) mod 2^64, mixed again; the high 32 bits, or all 64."""
     if isinstance(shingle, bytes):
         shingle = shingle.decode("utf-8")
     words = [_fmix64_scalar(_poly_scalar(w.encode("utf-8"))) for w in shingle.split(" ")]
-    return _fmix64_scalar(_poly_scalar(words)) >> 32
+    return _fmix64_scalar(_poly_scalar(words)) >> (64 - bits)
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
@@ -242,8 +242,8 @@ def _word_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _shingles_of_words(words: np.ndarray, counts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle hashes from word hashes: (Q[last + 1] - Q[first]) * BASE^-first over word prefix
-    sums Q of word_i * BASE^i, then fmix64; and the shingles per document. (`words` is
+    """64-bit shingle hashes from word hashes: (Q[last + 1] - Q[first]) * BASE^-first over word
+    prefix sums Q of word_i * BASE^i, then fmix64; and the shingles per document. (`words` is
     overwritten.)"""
     up, down = _powers(len(words) + 1)
     words *= up[: len(words)]
@@ -253,7 +253,7 @@ def _shingles_of_words(words: np.ndarray, counts: np.ndarray, ngram: int) -> tup
     h = q[last + 1]
     h -= q[first]
     h *= down[first]
-    return (_fmix64(h) >> np.uint64(32)).astype(np.uint32), per_doc
+    return _fmix64(h), per_doc
 
 
 def _hash_chunk(data: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +282,9 @@ def _hash_long(data: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     return _shingles_of_words(np.concatenate(words), np.array([sum(map(len, words))]), ngram)
 
 
-def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit hashes of every word n-gram of every document: (hashes as uint32, offsets).
+def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int, bits: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every word n-gram of every document: (hashes, offsets). 32 bits (uint32, the
+    high half, MinHash's input) or 64 bits (uint64, for exact look-ups in large sets).
 
     A document with fewer than `ngram` words has one shingle of all its words; one with no
     words has none. Vectorized over the batch, in chunks of whole documents (~256 KB)."""
@@ -299,13 +300,14 @@ def shingle_hashes(texts: pa.Array | pa.ChunkedArray, ngram: int) -> tuple[np.nd
             h, c = _hash_long(data[lo:hi], ngram)
         else:
             h, c = _hash_chunk(data[lo:hi], offsets[doc : stop + 1] - lo, ngram)
-        hashes.append(h)
+        hashes.append(h if bits == 64 else (h >> np.uint64(32)).astype(np.uint32))
         counts.append(c)
         doc = stop
     out_offsets = np.zeros(n_docs + 1, dtype=np.int64)
     if counts:
         np.cumsum(np.concatenate(counts), out=out_offsets[1:])
-    return (np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32)), out_offsets
+    empty = np.zeros(0, dtype=np.uint64 if bits == 64 else np.uint32)
+    return (np.concatenate(hashes) if hashes else empty), out_offsets
 
 
 def words(text: str) -> list[str]:
