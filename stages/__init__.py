@@ -12,6 +12,7 @@ STAGES: dict[str, str] = {
     "rules": "refinery.stages.rules:Rules",
     "length": "refinery.stages.length:LengthFilter",
     "pii": "refinery.stages.pii:Pii",
+    "decontaminate": "refinery.stages.decontaminate:Decontaminate",
     "dedup": "refinery.stages.dedup:Dedup",
     "tokenize": "refinery.stages.tokenize_stage:Tokenize",
 }

@@ -62,7 +62,11 @@ def demo_on_s3(s3, root, tmp_path_factory) -> Path:
     config = yaml.safe_load((root / "conf" / "demo.yaml").read_text())
     config["input"]["paths"] = [f"s3://{bucket}/warc/*.warc.gz"]
     folder = tmp_path_factory.mktemp("conf")
+    for item in sorted((root / "data" / "benchmarks").glob("*.jsonl")):
+        client.upload_file(str(item), bucket, f"evals/{item.name}")
     for stage in config["stages"]:  # model paths as the demo writes them, relative to conf/
+        if "benchmarks" in stage:
+            stage["benchmarks"] = [f"s3://{bucket}/evals/*.jsonl"]
         for key, value in list(stage.items()):
             if isinstance(value, str) and value.startswith("../models/"):
                 stage[key] = str(root / value.removeprefix("../"))

@@ -172,8 +172,8 @@ def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys):
 
     stats = load_stats(run_dir)
     names = [s["stage"] for s in stats]
-    assert names == ["read", "extract", "langid", "langid_scores", "normalize", "rules", "pii", "dedup", "classify",
-                     "longctx", "tokenize"]
+    assert names == ["read", "extract", "langid", "langid_scores", "normalize", "rules", "pii", "dedup",
+                     "decontaminate", "classify", "longctx", "tokenize"]
     check_invariants(stats)
     assert stats[-1]["docs_kept"] > 10
     manifest = (run_dir / "shards" / "manifest.json").read_text()

@@ -23,6 +23,7 @@ stages:
   - {stage: langid, languages: [en]}
   - {stage: rules}
   - {stage: dedup, method: minhash}
+  - {stage: decontaminate, benchmarks: [evals.jsonl]}
 """
 
 
@@ -91,16 +92,19 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     # two copies of documents that pass langid and rules, for dedup to drop
     dups = [json.dumps({**json.loads(lines[i]), "id": f"dup-{i}"}) for i in (1, 2)]
     (tmp_path / "docs.jsonl").write_text("\n".join(lines + dups) + "\n")
+    quoted = " ".join(json.loads(lines[1])["text"].split()[:40])  # one kept document quotes a benchmark item
+    (tmp_path / "evals.jsonl").write_text(json.dumps({"question": quoted, "answer": "a"}) + "\n")
     (tmp_path / "job.yaml").write_text(JOB)
     run = subprocess.run([str(venv / "bin" / "refinery"), "run", "job.yaml", "--out", "run", "--runner", "local"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    stats = {s: json.loads((tmp_path / "run" / "stats" / f"{s}.json").read_text()) for s in ("langid", "rules", "dedup")}
+    stats = {s: json.loads((tmp_path / "run" / "stats" / f"{s}.json").read_text()) for s in ("langid", "rules", "dedup", "decontaminate")}
     for name, s in stats.items():
         assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], (name, s)
     assert stats["langid"]["docs_in"] == 32
     assert stats["rules"]["failed_by_rule"].get("c4_badwords", 0) >= 1, stats["rules"]  # the bundled en.txt
     assert stats["dedup"]["docs_dropped"] >= 1, stats["dedup"]
+    assert stats["decontaminate"]["dropped_by_reason"] == {"contaminated": 1}, stats["decontaminate"]
 
     out = probe("import refinery.pipeline.cli as c, refinery.stages.langid as l, refinery.stages.rules as r;"
                 "from refinery.pipeline.resources import bundled;"
