@@ -78,6 +78,28 @@ def rank_file(rank: int) -> str:
     return f"rank-{rank:05d}.pt"
 
 
+def complete_steps(root: str | os.PathLike) -> list[int]:
+    """The steps of the complete checkpoints under `root` (none when it does not exist); reads only."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    steps = []
+    for entry in root.iterdir():
+        m = _STEP_DIR.match(entry.name)
+        if m and (entry / "meta.json").exists():
+            steps.append(int(m.group(1)))
+    return sorted(steps)
+
+
+def load_shared(root: str | os.PathLike, step: int) -> dict:
+    """The shared state (model, optimizer, ...) of a complete checkpoint for a reader beside the
+    training (the evaluator): memory-mapped, copy-on-write, so taking only the model never reads
+    the optimizer's bytes and nothing is written back. FileNotFoundError once the trainer's keep-N
+    policy has removed it."""
+    return torch.load(Path(root) / step_dir_name(step) / "train_state.pt", map_location="cpu", weights_only=True,
+                      mmap=True)
+
+
 class CheckpointManager:
     def __init__(self, root: str | os.PathLike, *, rank: int = 0, world_size: int = 1, keep: int = 3,
                  asynchronous: bool = True, rank_timeout_s: float = 600.0):
@@ -92,12 +114,7 @@ class CheckpointManager:
     # ---- reading --------------------------------------------------------------------------
 
     def complete_steps(self) -> list[int]:
-        steps = []
-        for entry in self.root.iterdir():
-            m = _STEP_DIR.match(entry.name)
-            if m and (entry / "meta.json").exists():
-                steps.append(int(m.group(1)))
-        return sorted(steps)
+        return complete_steps(self.root)
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint (also when a kill came between `meta.json` and `latest`)."""

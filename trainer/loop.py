@@ -32,6 +32,11 @@ from refinery.trainer.model import InternLM2ForCausalLM, causal_lm_loss
 from refinery.trainer.optim import adamw, scheduler
 
 
+# Written by rank 0 once the last step is checkpointed and exported; an evaluator that follows the
+# run (`refinery eval --watch`) stops after it.
+FINISHED = "finished.json"
+
+
 class NonFiniteLoss(FloatingPointError):
     pass
 
@@ -222,6 +227,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         set_rng_state(own["rng"])
         step = int(shared["step"])
     if rank == 0:
+        (out / FINISHED).unlink(missing_ok=True)
         if resume:
             ckpt.discard_incomplete()
         _truncate_metrics(out / "metrics.jsonl", step)
@@ -297,6 +303,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             writer.close()
     if rank == 0:
         save_hf(model, out / "hf")
+        atomic_write_text(out / FINISHED, json.dumps({"step": step, "time": time.time()}) + "\n")
     return {"step": step, "last_checkpoint": last_saved, "params": model_cfg.num_params()}
 
 
