@@ -9,7 +9,8 @@ import os
 import sys
 
 # Subcommands contributed by other parts of the package: module with `add_parser(subparsers)`.
-EXTENSIONS = ("refinery.tokenize.cli", "refinery.classifiers.cli", "refinery.trainer.cli", "refinery.pipeline.service")
+EXTENSIONS = ("refinery.tokenize.cli", "refinery.classifiers.cli", "refinery.trainer.cli", "refinery.trainer.evaluation.cli",
+              "refinery.pipeline.service")
 
 
 def _run(args) -> int:

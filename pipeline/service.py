@@ -263,6 +263,11 @@ def _report_cmd(args) -> int:
     from refinery.pipeline.report import write_report
     from refinery.pipeline.rundir import open_existing_run
 
+    if os.path.isfile(os.path.join(args.run, "metrics.jsonl")):  # a training's --out: its loss and evaluations
+        from refinery.trainer.evaluation.report import write_report as write_training_report
+
+        print(write_training_report(args.run, args.output))
+        return 0
     run = open_existing_run(args.run)
     if run is None:
         return 2
@@ -323,7 +328,8 @@ def add_parser(subparsers) -> None:
         _connection_args(p)
         p.set_defaults(func=_guard(_jobs_cmd))
 
-    report_p = subparsers.add_parser("report", help="write a run's statistics report, one self-contained HTML page")
+    report_p = subparsers.add_parser("report", help="write a run's statistics report (or a training's loss and "
+                                     "evaluation report), one self-contained HTML page")
     report_p.add_argument("run")
     report_p.add_argument("-o", "--output", help="output file (default: RUN/stats/report.html)")
     report_p.set_defaults(func=_report_cmd)

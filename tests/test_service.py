@@ -1,6 +1,7 @@
 """A real Ray head on 127.0.0.1 with token authentication: submit, follow and inspect a job."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -161,8 +162,9 @@ def test_token_sources(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys):
-    """conf/demo.yaml submitted to the head → shards → a tiny model trains on them → the report shows every stage."""
+def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys, monkeypatch):
+    """conf/demo.yaml submitted to the head → shards → a tiny model trains on them and conf/eval/demo.yaml scores it
+    → the report shows every stage."""
     run_dir = tmp_path / "demo"
     conn = ["--address", head.address, "--token-file", str(head.token_file)]
     assert cli(["submit", str(root / "conf" / "demo.yaml"), "--out", str(run_dir), *conn]) == 0
@@ -187,6 +189,13 @@ def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys):
                 "--out", str(train_dir), "--max-steps", "4"]) == 0
     steps = [line for line in (train_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(steps) == 4
+    # The shipped evaluation suite scores that checkpoint (it names the demo's run as runs/demo).
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(run_dir)
+    monkeypatch.chdir(tmp_path)
+    assert cli(["eval", str(train_dir), "--suite", str(root / "conf" / "eval" / "demo.yaml")]) == 0
+    evaluated = {(r["task"], r["metric"]) for r in map(json.loads, (train_dir / "eval" / "results.jsonl").open())}
+    assert {("heldout", "perplexity"), ("needle", "retrieved/L256/d0.9"), ("reading", "accuracy")} <= evaluated
 
     report = tmp_path / "report.html"
     assert cli(["report", str(run_dir), "-o", str(report)]) == 0

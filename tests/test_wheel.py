@@ -52,6 +52,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_every_package_and_bundled_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "refinery/stages/dedup/__init__.py" in names and "refinery/stages/dedup/minhash.py" in names
+    assert "refinery/trainer/evaluation/evaluator.py" in names and "refinery/conf/eval/demo.yaml" in names
     for name in ("models/lid.176.ftz", "models/lid.176.NOTICE.md", "models/classifiers/quality.ftz.json",
                  "models/classifiers/coherence-ngram.npz", "models/tokenizer/refinery-demo-8k.model",
                  "blocklists/ut1/mixed_adult/domains", "conf/rules/badwords/en.txt", "conf/rules/badwords/LICENSE",

@@ -1,0 +1,1 @@
+"""`refinery eval`: checkpoints evaluated beside training, decomposed into small trials."""
