@@ -31,6 +31,22 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture
+def runner_options(request):
+    """`runner_options(runner, workers)`: what `runners.run` takes to run on that runner in a test:
+    local worker processes, the session's Spark, or the session's embedded Ray."""
+
+    def options(runner: str, workers: int = 1) -> dict:
+        if runner == "spark":
+            return {"spark": request.getfixturevalue("spark")}
+        if runner == "ray":
+            request.getfixturevalue("ray_local")
+            return {}
+        return {"workers": workers}
+
+    return options
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session (local[2]) for the whole session."""

@@ -166,7 +166,7 @@ def test_config_errors(tmp_path):
 
 
 @pytest.mark.parametrize("runner", ["local", "spark", "ray"])
-def test_runners_agree(runner, tmp_path, request, corpus):
+def test_runners_agree(runner, tmp_path, runner_options, corpus):
     items, clean = corpus
     bench = write_jsonl(tmp_path / "reading.jsonl", [{"question": q} for q in items[:10]])
     rows = [{"id": f"c{i:02d}", "text": text} for i, text in enumerate(clean[:30])]
@@ -174,12 +174,7 @@ def test_runners_agree(runner, tmp_path, request, corpus):
     data = write_jsonl(tmp_path / "in.jsonl", rows)
     job = validate({"input": {"paths": [str(data)], "format": "jsonl"},
                     "stages": [{"stage": "decontaminate", "benchmarks": [str(bench)]}]})
-    options = {"workers": 2} if runner == "local" else {}
-    if runner == "spark":
-        options = {"spark": request.getfixturevalue("spark")}
-    if runner == "ray":
-        request.getfixturevalue("ray_local")
-    stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **options)]
+    stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **runner_options(runner, 2))]
     check_invariants(stats)
     assert stats[1]["dropped_by_reason"] == {"contaminated": 10}
     assert stats[1]["extra"]["benchmark_rows"] == 10 and stats[1]["extra"]["contaminated:reading.jsonl"] == 10

@@ -96,19 +96,14 @@ def test_config_errors():
 
 
 @pytest.mark.parametrize("runner", ["local", "spark", "ray"])
-def test_runners_agree(runner, tmp_path, request):
+def test_runners_agree(runner, tmp_path, runner_options):
     rng = random.Random(11)
     rows = [{"id": f"p{i}", "text": f"{t} Reach me at {pii_item(KINDS[i % 5], rng)} or {look_alike(rng)}."}
             for i, t in enumerate(real_paragraphs(40))]
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     job = validate({"input": {"paths": [str(data)], "format": "jsonl"}, "stages": [{"stage": "pii"}]})
-    options = {"workers": 1} if runner == "local" else {}
-    if runner == "spark":
-        options = {"spark": request.getfixturevalue("spark")}
-    if runner == "ray":
-        request.getfixturevalue("ray_local")
-    stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **options)]
+    stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **runner_options(runner, 1))]
     check_invariants(stats)
     docs = pq.read_table(tmp_path / "run" / "docs").sort_by("id").to_pydict()
     expected, _, _ = run([r["text"] for r in sorted(rows, key=lambda r: r["id"])])
