@@ -57,22 +57,29 @@ def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     return pa.table(rows, schema=pa.schema([("unit", pa.int64()), ("chunk", pa.int64()), ("docs", pa.int64())]))
 
 
+def connect(address: str | None, cpus: int | None) -> bool:
+    """Join the Ray cluster at `address`, or start a private embedded Ray with `cpus` CPUs; an
+    already initialized Ray is used as it is. True when it was started here (to shut down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+        return False
+    # "local" always starts a private instance: an address file left by another (or a crashed)
+    # Ray on this machine is never joined by accident.
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, **kwargs)
+    return True
+
+
 class RayEngine:
     def __init__(self, plan: Plan, address: str | None = None, wave_units: int | None = None):
         import ray
 
         self.plan = plan
-        self.started_here = False
-        if not ray.is_initialized():
-            kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                # "local" always starts a private instance: an address file left by another
-                # (or a crashed) Ray on this machine is never joined by accident.
-                workers = plan.job.config.workers or os.cpu_count()
-                ray.init(address="local", num_cpus=workers, include_dashboard=False, **kwargs)
-                self.started_here = True
+        self.started_here = connect(address, plan.job.config.workers or os.cpu_count())
         import ray.data
 
         ctx = ray.data.DataContext.get_current()

@@ -85,15 +85,10 @@ class _Ray:
     def __init__(self, address: str | None, workers: int):
         import ray
 
+        from refinery.pipeline.runners.ray_runner import connect
+
         self.ray = ray
-        self.started_here = False
-        if not ray.is_initialized():
-            kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                ray.init(address="local", num_cpus=workers, include_dashboard=False, **kwargs)
-                self.started_here = True
+        self.started_here = connect(address, workers)
         self.remote = ray.remote(num_cpus=1, max_retries=0)(_trial)
 
     def submit(self, *args):
