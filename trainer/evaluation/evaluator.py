@@ -34,10 +34,6 @@ from refinery.trainer.supervisor import classify
 log = logging.getLogger("refinery.eval")
 
 
-class CheckpointGone(Exception):
-    """The checkpoint was removed (keep-N) before a trial of it ran."""
-
-
 def _trial(suite: Suite, checkpoints: str, step: int, part: Part) -> dict:
     """A trial in a worker: its partials, or the failure as text (tracebacks do not pickle)."""
     try:
