@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import posixpath
 import uuid
 
 import pyarrow as pa
@@ -39,6 +40,22 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         except (ValueError, ImportError) as err:
             raise StorageError(f"{uri}: {arrow_err}; fsspec: {err}") from None
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def file_sizes(uris: list[str]) -> dict[str, int]:
+    """The size on storage of each file (local paths or URIs), with one listing per folder
+    (a few requests on an object store, not one per file); 0 for a file not found."""
+    folders: dict[tuple[str, str], tuple[pafs.FileSystem, dict[str, str]]] = {}
+    for uri in uris:
+        fs, path = filesystem(uri)
+        scheme = "" if is_local(uri) else uri.split("://", 1)[0]
+        folders.setdefault((scheme, posixpath.dirname(path)), (fs, {}))[1][path] = uri
+    sizes = dict.fromkeys(uris, 0)
+    for (_, folder), (fs, members) in folders.items():
+        for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            if info.path in members:
+                sizes[members[info.path]] = info.size or 0
+    return sizes
 
 
 def temporary_name(name: str) -> str:

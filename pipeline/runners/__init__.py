@@ -12,7 +12,7 @@ from refinery.pipeline.plan import Plan, merge_stats
 from refinery.pipeline.progress import Progress
 from refinery.pipeline.readers import READ
 from refinery.pipeline.stats import StageStats
-from refinery.pipeline.storage import StorageError
+from refinery.pipeline.storage import StorageError, file_sizes
 
 log = logging.getLogger("refinery")
 
@@ -112,7 +112,9 @@ def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) 
             log.info("segment %d: %d units, %d to do", segment.index, len(units), len(pending))
             if pending:
                 first = READ if opener is None else opener.name
-                with Progress(run_dir, segment.index, first, len(pending)):
+                paths = {unit: path if segment.index == 0 else run_dir.location(path) for unit, path in pending}
+                sizes = file_sizes(list(paths.values()))
+                with Progress(run_dir, segment.index, first, paths, {unit: sizes[p] for unit, p in paths.items()}):
                     engine.map_units(segment, pending)
         for stage in plan.stages:
             stage.finalize(run_dir)
