@@ -4,18 +4,17 @@ The permutation scheme is datasketch's default ("affine32", datasketch >= 2.0): 
 shingle hash is pre-mixed with the MurmurHash3 finalizer, then permutation k maps it to
 `a_k * h + b_k mod 2^32` with `a_k` odd; `a`, `b` are drawn exactly as datasketch draws them
 from `numpy.random.RandomState(seed)`, so for the same seed, permutation count and shingle
-hashes our values equal `datasketch.MinHash(...).hashvalues`. The shingles of a batch go
-through cache-sized blocks of one broadcast product and a segmented minimum (no loop per
-document or per shingle in Python).
+hashes our values equal `datasketch.MinHash(...).hashvalues`. The signatures come from one
+fused compiled loop (numba: wheels for every platform, no compiler at install time).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 EMPTY = np.uint32(0xFFFFFFFF)
-_CHUNK = 1 << 13  # shingles per block: a (num_perm x block) uint32 matrix of 4 MB stays in cache
 
 
 @lru_cache(maxsize=16)
@@ -34,37 +33,29 @@ def fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
+@numba.njit(cache=True, nogil=True)
+def _kernel(mixed: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """One pass over each document's shingles for all permutations: the running minimum of
+    `a_k * h + b_k mod 2^32` in `out[doc]`, nothing of size shingles x permutations."""
+    num_perm = a.shape[0]
+    mask = np.uint64(0xFFFFFFFF)
+    for doc in range(offsets.shape[0] - 1):
+        row = out[doc]
+        for s in range(offsets[doc], offsets[doc + 1]):
+            h = np.uint64(mixed[s])
+            for k in range(num_perm):
+                # numba widens uint32 products to 64 bits: wrap to 32 as the permutation is defined
+                v = np.uint32((np.uint64(a[k]) * h + np.uint64(b[k])) & mask)
+                row[k] = min(row[k], v)
+
+
 def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """(documents, num_perm) uint32 MinHash values; a document without shingles is all EMPTY.
-
-    Blocks of whole documents are permuted as one (num_perm x shingles) matrix, each row a
-    contiguous run, and reduced per document with `np.minimum.reduceat` along the rows; a
-    document longer than a block is reduced block by block, so memory stays one block."""
+    Compiled by numba (`_kernel`); uint32 arithmetic wraps modulo 2^32 as datasketch's does."""
     a, b = permutations(num_perm, seed)
-    a, b = a[:, None], b[:, None]
-    n_docs = len(offsets) - 1
-    out = np.full((num_perm, n_docs), EMPTY, dtype=np.uint32)
-    mixed = fmix32(hashes.astype(np.uint32, copy=False))
-    buffer = np.empty((num_perm, _CHUNK), dtype=np.uint32)
-    doc = 0
-    while doc < n_docs:
-        stop = int(np.searchsorted(offsets, offsets[doc] + _CHUNK, side="right")) - 1
-        stop = min(max(stop, doc + 1), n_docs)
-        lo, hi = offsets[doc], offsets[stop]
-        if hi - lo > _CHUNK:  # one document longer than a block: a running minimum, block by block
-            for start in range(lo, hi, _CHUNK):
-                block = buffer[:, : min(_CHUNK, hi - start)]
-                np.multiply(a, mixed[start : start + block.shape[1]], out=block)
-                np.add(block, b, out=block)
-                np.minimum(out[:, doc], block.min(axis=1), out=out[:, doc])
-        elif hi > lo:
-            block = buffer[:, : hi - lo]
-            np.multiply(a, mixed[lo:hi], out=block)
-            np.add(block, b, out=block)
-            nonempty = np.flatnonzero(np.diff(offsets[doc : stop + 1]) > 0)
-            out[:, doc + nonempty] = np.minimum.reduceat(block, offsets[doc + nonempty] - lo, axis=1)
-        doc = stop
-    return np.ascontiguousarray(out.T)
+    out = np.full((len(offsets) - 1, num_perm), EMPTY, dtype=np.uint32)
+    _kernel(fmix32(hashes.astype(np.uint32, copy=False)), offsets.astype(np.int64, copy=False), a, b, out)
+    return out
 
 
 def _integral(f, lo: float, hi: float, steps: int = 512) -> float:
