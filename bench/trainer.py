@@ -4,9 +4,9 @@ Both models run the same loop (bf16 autocast on CUDA, float32 on CPU; our loss; 
 on the same token batches, alternating short rounds so that a busy machine slows both alike;
 the script prints tokens/s of each (best round, the least disturbed, and the median round),
 tokens per CPU-second (with --threads 1 the least sensitive to other load on a shared
-machine) and the ratios ours/peer. On CUDA it also prints the model
-FLOPs utilisation (PaLM accounting: 6 x non-embedding parameters + 12 x layers x hidden x
-sequence per token, against the device's dense bf16 peak).
+machine) and the ratios ours/peer. It also prints the model TFLOP/s
+(`refinery.trainer.flops`: PaLM accounting, 6 x non-embedding parameters + 12 x layers x hidden x
+sequence per token) and, on a GPU in the table of peaks, the model FLOPs utilisation.
 
     python bench/trainer.py                                   # tiny shape on CPU
     python bench/trainer.py --device cuda --preset 1.8B --seq-len 4096 --batch 2 --compile --peer none
@@ -21,10 +21,9 @@ from contextlib import nullcontext
 import torch
 
 from refinery.trainer.config import preset
+from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
 from refinery.trainer.hf import llama_config_dict
 from refinery.trainer.model import InternLM2ForCausalLM, causal_lm_loss
-
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def build(name: str, cfg, device):
@@ -113,14 +112,11 @@ def main() -> None:
     if "llama" in rate:
         print(f"  ratio ours/llama: wall best {rate['ours'] / rate['llama']:.3f}, wall median "
               f"{median['ours'] / median['llama']:.3f}, CPU-time best {per_cpu['ours'] / per_cpu['llama']:.3f}")
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-        non_embedding = cfg.num_params() - cfg.vocab_size * cfg.hidden_size
-        flops_per_token = 6 * non_embedding + 12 * cfg.num_hidden_layers * cfg.hidden_size * args.seq_len
-        achieved = flops_per_token * rate["ours"]
-        print(f"  {name}: {achieved / 1e12:.1f} TFLOP/s" + (f", MFU {achieved / peak:.1%}" if peak else ""))
-        print(f"  peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    achieved = flops_per_token(cfg, args.seq_len) * rate["ours"]
+    peak = peak_flops(device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"  {where}: {achieved / 1e12:.3g} TFLOP/s" + (f", MFU {achieved / peak:.1%}" if peak else "")
+          + f"; peak memory {peak_memory_gib(device):.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,10 @@ def test_checkpoints_validation_and_export(reference):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
     assert [s for s, _ in valid] == [8, 16] and valid[1][1] < valid[0][1] < 9.0
+    # per-step figures: model TFLOP/s from tokens/s (no MFU on a CPU), the process's peak memory
+    for r in records:
+        assert r["tflops_per_device"] > 0 and "mfu" not in r and r["peak_memory_gib"] > 0.05
+        assert r["tokens"] == r["step"] * 8 * 64  # global_batch_size x seq_len per step
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     # keep=3 of the checkpoints at 4, 8, 12, 16; the pointer names the newest
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
@@ -210,10 +214,10 @@ def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, refer
 def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
     """Two ranks with 2 windows each take the same 4 windows per step as one rank with 4."""
     steps = 3
-    single = tiny_config(tmp_path, micro_batch_size=4, grad_accum=1)
+    single = tiny_config(tmp_path, micro_batch_size=4, global_batch_size=4)
     train(load_train_config(single), str(shards), tmp_path / "one", max_steps=steps)
     (tmp_path / "ddp").mkdir()
-    double = tiny_config(tmp_path / "ddp", micro_batch_size=2, grad_accum=1)
+    double = tiny_config(tmp_path / "ddp", micro_batch_size=2, global_batch_size=4)
     cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(double), "--data", str(shards),
            "--out", str(tmp_path / "ddp" / "run"), "--max-steps", str(steps), "--nproc-per-node", "2"]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)

@@ -92,3 +92,56 @@ def test_export_from_folder_equals_export_from_model(tmp_path):
     export_llama(save_hf(model, tmp_path / "hf"), tmp_path / "b")
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_chunked_loss_equals_the_whole_and_its_gradients():
+    """The loss over chunks of positions (logits recomputed in backward) equals the loss over
+    all logits at once, and so do the gradients; ignored labels are left out of both."""
+    torch.manual_seed(0)
+    model = InternLM2ForCausalLM(preset("tiny", vocab_size=512))
+    ids = torch.randint(0, 512, (3, 40))
+    labels = torch.randint(0, 512, (3, 40))
+    labels[0, :7] = -100
+    grads = []
+    losses = []
+    for chunk in (0, 16, 7):
+        model.zero_grad()
+        loss = model(ids, labels=labels, loss_chunk_tokens=chunk)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6) and losses[2] == pytest.approx(losses[0], rel=1e-6)
+    for g in grads[1:]:
+        assert torch.allclose(g, grads[0], rtol=1e-5, atol=1e-7)
+    logits = model(ids)
+    assert logits.shape == (3, 40, 512)
+
+
+def test_batch_numbers_must_divide(tmp_path):
+    from refinery.pipeline.config import ConfigError
+    from refinery.trainer.config import load_train_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {preset: tiny}\nmicro_batch_size: 3\nglobal_batch_size: 8\n")
+    with pytest.raises(ConfigError, match="global_batch_size 8 is not a multiple of micro_batch_size 3"):
+        load_train_config(bad)
+    bad.write_text("model: {preset: tiny}\nmicro_batch_size: 2\nglobal_batch_size: 8\ngrad_accum: 4\n")
+    with pytest.raises(ConfigError, match="grad_accum"):
+        load_train_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("model: {preset: tiny}\nmicro_batch_size: 2\nglobal_batch_size: 12\n")
+    cfg = load_train_config(good)
+    assert [cfg.accumulation(r) for r in (1, 2, 3, 6)] == [6, 3, 2, 1]
+    with pytest.raises(ValueError, match="micro_batch_size 2 x 4 ranks"):
+        cfg.accumulation(4)
+
+
+def test_flops_and_peaks():
+    from refinery.trainer.flops import PEAK_BF16, flops_per_token
+
+    cfg = preset("7B")
+    per_token = flops_per_token(cfg, 4096)
+    assert 6 * 6.5e9 < per_token < 6 * 7.5e9 + 12 * 32 * 4096 * 4096  # about 6 x 7B
+    names = [name for name, _ in PEAK_BF16]
+    for specific, general in (("H100 PCIe", "H100"), ("A100", "A10"), ("L40S", "L40"), ("L40", "L4")):
+        assert names.index(specific) < names.index(general)

@@ -144,8 +144,13 @@ class TrainConfig(Strict):
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    # Sequences per optimizer step over all ranks; each rank accumulates
+    # global_batch_size / (micro_batch_size x ranks) micro-batches (`accumulation`).
+    global_batch_size: int = Field(default=4, gt=0)
     micro_batch_size: int = Field(default=4, gt=0)
-    grad_accum: int = Field(default=1, gt=0)
+    # The loss is computed over this many tokens at a time (their float32 logits only, recomputed
+    # in the backward pass); 0 computes it over the whole micro-batch at once.
+    loss_chunk_tokens: int = Field(default=4096, ge=0)
     max_steps: int = Field(default=1000, gt=0)
     seed: int = 0
     # auto: bfloat16 autocast on CUDA devices that support it, float32 otherwise.
@@ -154,6 +159,21 @@ class TrainConfig(Strict):
     compile: bool = False
     log_every: int = Field(default=1, gt=0)
     tensorboard: bool = True
+
+    @model_validator(mode="after")
+    def _batch_divides(self):
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
+                             f"{self.micro_batch_size}")
+        return self
+
+    def accumulation(self, ranks: int) -> int:
+        """Micro-batches per rank and optimizer step; ValueError when the numbers do not divide."""
+        per_pass = self.micro_batch_size * ranks
+        if self.global_batch_size % per_pass:
+            raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
+                             f"{self.micro_batch_size} x {ranks} ranks")
+        return self.global_batch_size // per_pass
 
     def model_config_for(self, vocab_size: int | None) -> ModelConfig:
         overrides = dict(self.model.overrides)

@@ -1,7 +1,10 @@
 """The train loop: one process per rank (torchrun sets RANK/WORLD_SIZE), DDP when there are several.
 
-Each optimizer step takes `grad_accum` micro-batches per rank, clips the global gradient norm,
-steps AdamW and the schedule, and rank 0 appends one JSON line to `DIR/metrics.jsonl`. A
+Each optimizer step takes `global_batch_size` sequences over all ranks (each rank accumulates
+`global_batch_size / (micro_batch_size x ranks)` micro-batches), clips the global gradient norm,
+steps AdamW and the schedule, and rank 0 appends one JSON line to `DIR/metrics.jsonl`: loss,
+learning rate, gradient norm, tokens/s, model TFLOP/s per device, MFU on a GPU of known peak,
+and peak memory. A
 resumed run (`resume=True`) restores model, optimizer, schedule, loader position and RNG
 from the newest complete checkpoint and drops the metric lines written after it, so the
 file always reads as one uninterrupted run.
@@ -28,7 +31,8 @@ from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text
 from refinery.trainer.config import TrainConfig
 from refinery.trainer.data import Batches, open_dataset, to_device, vocab_size_of
 from refinery.trainer.hf import save_hf
-from refinery.trainer.model import InternLM2ForCausalLM, causal_lm_loss
+from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
+from refinery.trainer.model import InternLM2ForCausalLM
 from refinery.trainer.optim import adamw, scheduler
 
 
@@ -169,14 +173,14 @@ class _Writer:
 
 
 @torch.no_grad()
-def validation_loss(model, batches: list[dict], device, autocast, world: int) -> float:
+def validation_loss(model, batches: list[dict], device, autocast, world: int, loss_chunk_tokens: int) -> float:
     model.eval()
     total = torch.zeros((), device=device)
     for batch in batches:
         batch = to_device(batch, device)
         with autocast:
-            logits = model(batch["input_ids"], batch.get("position_ids"))
-        total += causal_lm_loss(logits, batch["labels"])
+            total += model(batch["input_ids"], batch.get("position_ids"), labels=batch["labels"],
+                           loss_chunk_tokens=loss_chunk_tokens)
     model.train()
     return float(_all_mean(total / len(batches), world))
 
@@ -197,6 +201,7 @@ def train(cfg: TrainConfig, data: str, out: str | os.PathLike, *, max_steps: int
 
 
 def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
+    accumulation = cfg.accumulation(world)  # before any work: the batch numbers must divide
     out.mkdir(parents=True, exist_ok=True)
     if not resume and (out / "checkpoints").exists() and CheckpointManager(out / "checkpoints").latest_step():
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: continue it with --resume auto, "
@@ -249,7 +254,9 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
                            cfg.micro_batch_size)
         valid = [next(held_out) for _ in range(cfg.data.valid_batches)]
     writer = _Writer(out, cfg.tensorboard) if rank == 0 else None
-    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum * cfg.data.seq_len * world
+    tokens_per_step = cfg.global_batch_size * cfg.data.seq_len
+    step_flops = flops_per_token(model_cfg, cfg.data.seq_len) * tokens_per_step / world
+    peak = peak_flops(device)
     last_saved = step
     model.train()
     stop = _StopOnSigterm()
@@ -257,15 +264,15 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         while step < total_steps:
             started = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
+            for micro in range(accumulation):
                 batch = to_device(next(batches), device)
-                sync = micro == cfg.grad_accum - 1 or world == 1
+                sync = micro == accumulation - 1 or world == 1
                 with (nullcontext() if sync else train_model.no_sync()), autocast:
-                    logits = train_model(batch["input_ids"], batch.get("position_ids"))
-                    loss = causal_lm_loss(logits, batch["labels"])
-                (loss / cfg.grad_accum).backward()
+                    loss = train_model(batch["input_ids"], batch.get("position_ids"), labels=batch["labels"],
+                                       loss_chunk_tokens=cfg.loss_chunk_tokens)
+                (loss / accumulation).backward()
                 loss_sum += loss.detach()
-            loss_value = float(_all_mean(loss_sum / cfg.grad_accum, world))
+            loss_value = float(_all_mean(loss_sum / accumulation, world))
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(f"non-finite loss {loss_value} at step {step + 1}")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad))
@@ -280,9 +287,14 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
                       "tokens": step * tokens_per_step, "epoch": dataset.state_dict()["epoch"]}
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            record["tokens_per_s"] = tokens_per_step / (time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            record["tokens_per_s"] = tokens_per_step / seconds
+            record["tflops_per_device"] = step_flops / seconds / 1e12
+            if peak is not None:
+                record["mfu"] = step_flops / seconds / peak
+            record["peak_memory_gib"] = peak_memory_gib(device)
             if valid is not None and step % cfg.data.valid_every == 0:
-                record["valid_loss"] = validation_loss(model, valid, device, autocast, world)
+                record["valid_loss"] = validation_loss(model, valid, device, autocast, world, cfg.loss_chunk_tokens)
             # The line goes out before the checkpoint: a checkpoint never runs ahead of the log.
             if writer is not None:
                 writer.write(record)

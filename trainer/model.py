@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from refinery.loaders.dataset import IGNORE_INDEX
 
 from refinery.trainer.config import ModelConfig
 
@@ -164,10 +167,35 @@ class InternLM2ForCausalLM(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=std)
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.output(self.model(input_ids, position_ids))
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, loss_chunk_tokens: int = 0) -> torch.Tensor:
+        """The logits, or with `labels` the mean loss (`chunked_lm_loss` when `loss_chunk_tokens`),
+        so that a wrapper such as DDP sees one forward call either way."""
+        hidden = self.model(input_ids, position_ids)
+        if labels is None:
+            return self.output(hidden)
+        if loss_chunk_tokens:
+            return chunked_lm_loss(hidden, self.output.weight, labels, loss_chunk_tokens)
+        return causal_lm_loss(self.output(hidden), labels)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Mean next-token cross-entropy in float32; `labels` are already shifted to align with `logits`."""
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=ignore_index)
+
+
+def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(hidden, weight).float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+    """`causal_lm_loss(hidden @ weight.T, labels)` without the float32 logits of the whole batch:
+    the output projection and the loss run `chunk_tokens` positions at a time, each chunk's
+    logits recomputed in the backward pass (activation checkpointing), so at most one chunk of
+    logits is alive."""
+    flat, targets = hidden.flatten(0, 1), labels.flatten()
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for lo in range(0, flat.shape[0], chunk_tokens):
+        total = total + checkpoint(_chunk_loss_sum, flat[lo : lo + chunk_tokens], weight, targets[lo : lo + chunk_tokens],
+                                   use_reentrant=False)
+    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
