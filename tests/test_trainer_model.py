@@ -145,3 +145,47 @@ def test_flops_and_peaks():
     names = [name for name, _ in PEAK_BF16]
     for specific, general in (("H100 PCIe", "H100"), ("A100", "A10"), ("L40S", "L40"), ("L40", "L4")):
         assert names.index(specific) < names.index(general)
+
+
+def _dense_document_attention(q, k, v, spans, enable_gqa):
+    """The reference: one SDPA call over the whole window with a dense (B, 1, T, T) boolean mask,
+    causal and within documents."""
+    t = q.shape[2]
+    doc = torch.zeros(len(spans), t, dtype=torch.long)
+    for b, row in enumerate(spans):
+        for i, (lo, hi) in enumerate(row):
+            doc[b, lo:hi] = i
+    causal = torch.ones(t, t, dtype=torch.bool).tril()
+    mask = ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=enable_gqa)
+
+
+def test_document_attention_equals_the_dense_mask_reference(monkeypatch):
+    import random
+
+    from refinery.trainer import model as model_module
+
+    torch.manual_seed(1)
+    rng = random.Random(1)
+    model = InternLM2ForCausalLM(preset("tiny", vocab_size=300))
+    t = 96
+    positions = []
+    for _ in range(3):
+        row = []
+        while len(row) < t:
+            row += list(range(rng.randint(1, 40)))
+        positions.append(row[:t])
+    position_ids = torch.tensor(positions)
+    ids = torch.randint(0, 300, (3, t))
+    labels = torch.randint(0, 300, (3, t))
+    ours = model(ids, position_ids)
+    loss = model(ids, position_ids, labels=labels)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    monkeypatch.setattr(model_module, "document_attention", _dense_document_attention)
+    reference = model(ids, position_ids)
+    model(ids, position_ids, labels=labels).backward()
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    for g, r in zip(grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)

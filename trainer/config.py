@@ -132,7 +132,7 @@ class DataConfig(Strict):
     seed: int = 0
     shuffle: bool = True
     # Positions restart and attention stops at document boundaries inside a packed window.
-    document_masking: bool = False
+    document_masking: bool = True
     # Held-out shard folder for periodic validation loss (optional).
     valid: str | None = None
     valid_every: int = Field(default=0, ge=0)

@@ -4,7 +4,8 @@
 then its key head, then its value head. RMSNorm, rotate-half RoPE with `rope_theta` and dynamic
 NTK scaling past `max_position_embeddings`, SwiGLU feed-forward `w2(silu(w1 x) * w3 x)`, causal
 SDPA attention. Packed documents (the loader's `position_ids`, restarting at 0 at each document)
-get positions from 0 and attention that never crosses a document boundary.
+get positions from 0 and attention that never crosses a document boundary, computed per document
+with causal SDPA (no dense mask).
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class Attention(nn.Module):
                               bias=cfg.bias)
         self.wo = nn.Linear(cfg.num_attention_heads * d, cfg.hidden_size, bias=cfg.bias)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, spans):
         b, t, _ = x.shape
         cfg = self.cfg
         g, d = cfg.kv_groups, cfg.head_dim
@@ -79,10 +80,10 @@ class Attention(nn.Module):
         k = qkv[..., g, :].transpose(1, 2)
         v = qkv[..., g + 1, :].transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if mask is None:
+        if spans is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=g > 1)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=g > 1)
+            out = document_attention(q, k, v, spans, enable_gqa=g > 1)
         return self.wo(out.transpose(1, 2).reshape(b, t, cfg.num_attention_heads * d))
 
 
@@ -105,8 +106,8 @@ class DecoderLayer(nn.Module):
         self.attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.ffn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.attention(self.attention_norm(x), cos, sin, mask)
+    def forward(self, x, cos, sin, spans):
+        x = x + self.attention(self.attention_norm(x), cos, sin, spans)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -124,13 +125,13 @@ class InternLM2Model(nn.Module):
         b, t = input_ids.shape
         x = self.tok_embeddings(input_ids)
         if position_ids is None:
-            mask = None
+            spans = None
             cos, sin = self._rope_cache(t, x.device, x.dtype)
         else:
-            mask = document_mask(position_ids)
+            spans = document_spans(position_ids)
             cos, sin = rope_cos_sin(self.cfg, position_ids, int(position_ids.max()) + 1, x.dtype)
         for layer in self.layers:
-            x = layer(x, cos, sin, mask)
+            x = layer(x, cos, sin, spans)
         return self.norm(x)
 
     def _rope_cache(self, t: int, device, dtype):
@@ -142,12 +143,32 @@ class InternLM2Model(nn.Module):
         return self._rope
 
 
-def document_mask(position_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean (B, 1, T, T) mask: causal, and only inside the document (a new one starts at position 0)."""
-    doc = torch.cumsum(position_ids == 0, dim=1)
+def document_spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """Per row, the (start, end) of each packed document: a new one starts at position 0. Read
+    once per forward pass (one device-to-host copy), shared by every layer."""
+    starts = (position_ids == 0).cpu()
     t = position_ids.shape[1]
-    causal = torch.ones(t, t, dtype=torch.bool, device=position_ids.device).tril()
-    return ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
+    out = []
+    for row in starts:
+        bounds = [0, *[i for i in row.nonzero().flatten().tolist() if i > 0], t]
+        out.append(list(zip(bounds, bounds[1:])))
+    return out
+
+
+def document_attention(q, k, v, spans: list[list[tuple[int, int]]], enable_gqa: bool) -> torch.Tensor:
+    """Causal attention inside each packed document, never across: one causal SDPA call per
+    document, so the memory-efficient (flash) kernels apply on CPU and GPU and memory grows with
+    the window, not with its square, as a dense (T, T) document mask would."""
+    rows = []
+    for b, row in enumerate(spans):
+        if len(row) == 1:
+            rows.append(F.scaled_dot_product_attention(q[b : b + 1], k[b : b + 1], v[b : b + 1], is_causal=True,
+                                                       enable_gqa=enable_gqa))
+            continue
+        rows.append(torch.cat([F.scaled_dot_product_attention(q[b : b + 1, :, lo:hi], k[b : b + 1, :, lo:hi],
+                                                              v[b : b + 1, :, lo:hi], is_causal=True, enable_gqa=enable_gqa)
+                               for lo, hi in row], dim=2))
+    return torch.cat(rows, dim=0)
 
 
 class InternLM2ForCausalLM(nn.Module):
