@@ -18,6 +18,9 @@ import random
 import resource
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
 SHAPES = {"tiny": {}, "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
@@ -35,16 +38,9 @@ def measure(kind: str, length: int, shape: str) -> dict:
     cfg = preset("tiny", vocab_size=4096, max_position_embeddings=8192, **SHAPES[shape])
     model = model_module.InternLM2ForCausalLM(cfg)
     if kind == "dense":
-        def dense(q, k, v, spans, enable_gqa):
-            doc = torch.zeros(len(spans), q.shape[2], dtype=torch.long)
-            for b, row in enumerate(spans):
-                for i, (lo, hi) in enumerate(row):
-                    doc[b, lo:hi] = i
-            causal = torch.ones(q.shape[2], q.shape[2], dtype=torch.bool).tril()
-            mask = ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
-            return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=enable_gqa)
+        from attention_reference import dense_document_attention
 
-        model_module.document_attention = dense
+        model_module.document_attention = dense_document_attention
     rng = random.Random(0)
     positions = []
     while len(positions) < length:

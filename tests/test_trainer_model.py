@@ -147,21 +147,10 @@ def test_flops_and_peaks():
         assert names.index(specific) < names.index(general)
 
 
-def _dense_document_attention(q, k, v, spans, enable_gqa):
-    """The reference: one SDPA call over the whole window with a dense (B, 1, T, T) boolean mask,
-    causal and within documents."""
-    t = q.shape[2]
-    doc = torch.zeros(len(spans), t, dtype=torch.long)
-    for b, row in enumerate(spans):
-        for i, (lo, hi) in enumerate(row):
-            doc[b, lo:hi] = i
-    causal = torch.ones(t, t, dtype=torch.bool).tril()
-    mask = ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
-    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=enable_gqa)
-
-
 def test_document_attention_equals_the_dense_mask_reference(monkeypatch):
     import random
+
+    from attention_reference import dense_document_attention
 
     from refinery.trainer import model as model_module
 
@@ -183,7 +172,7 @@ def test_document_attention_equals_the_dense_mask_reference(monkeypatch):
     loss.backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    monkeypatch.setattr(model_module, "document_attention", _dense_document_attention)
+    monkeypatch.setattr(model_module, "document_attention", dense_document_attention)
     reference = model(ids, position_ids)
     model(ids, position_ids, labels=labels).backward()
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
