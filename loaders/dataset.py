@@ -487,6 +487,8 @@ def collate_windows(items: list[dict]) -> dict:
         "labels": torch.stack([x["labels"] for x in items]),
         "index": torch.tensor([x["index"] for x in items], dtype=torch.int64),
     }
+    if "source" in items[0]:  # a mixture's window: which source it came from
+        batch["source"] = torch.tensor([x["source"] for x in items], dtype=torch.int64)
     if "position_ids" in items[0]:
         batch["position_ids"] = torch.stack([x["position_ids"] for x in items])
         seq_len = items[0]["input_ids"].shape[0]

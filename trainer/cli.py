@@ -1,4 +1,4 @@
-"""`refinery train CONF --data SHARDS --out DIR [--max-steps N] [--resume auto] [--supervise --max-restarts N]`.
+"""`refinery train CONF [--data SHARDS] --out DIR [--max-steps N] [--resume auto] [--supervise --max-restarts N]`.
 
 `--nproc-per-node N` starts N ranks through torchrun (DDP; gloo on CPU, NCCL on GPU);
 `--supervise` runs the training as a child process and restarts it from the latest
@@ -19,7 +19,7 @@ from refinery.trainer.config import load_train_config
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("train", help="train an InternLM2 model on token shards")
     parser.add_argument("config", help="training YAML (conf/train/*.yaml)")
-    parser.add_argument("--data", required=True, help="token shard folder or URI (a manifest.json inside)")
+    parser.add_argument("--data", help="token shard folder or URI (a manifest.json inside); or data.sources in the config")
     parser.add_argument("--out", required=True, help="output folder: metrics.jsonl, checkpoints/, hf/, logs")
     parser.add_argument("--max-steps", type=int, help="optimizer steps (default: the config's max_steps)")
     parser.add_argument("--resume", choices=["auto"], help="auto: continue from the newest complete checkpoint")
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _child_command(args: argparse.Namespace, *, resume: bool) -> list[str]:
-    cmd = [args.config, "--data", args.data, "--out", args.out]
+    cmd = [args.config, *(["--data", args.data] if args.data else []), "--out", args.out]
     if args.max_steps:
         cmd += ["--max-steps", str(args.max_steps)]
     if resume:
@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_train_config(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.data and not cfg.data.sources:
+        print(f"error: {args.config}: no training data: give --data SHARDS or data.sources", file=sys.stderr)
         return 2
     if args.max_steps is not None and args.max_steps <= 0:
         print("error: --max-steps must be positive", file=sys.stderr)

@@ -127,7 +127,18 @@ class CheckpointConfig(Strict):
     asynchronous: bool = True
 
 
+class DataSource(Strict):
+    """One shard folder (path or URI) of a weighted mixture; weights are shares of tokens."""
+
+    path: str
+    weight: float = Field(gt=0)
+    # The name its token count is logged under (default: the folder's name).
+    name: str | None = None
+
+
 class DataConfig(Strict):
+    # A weighted mixture of shard folders instead of the one `--data` names.
+    sources: list[DataSource] | None = Field(default=None, min_length=1)
     seq_len: int = Field(default=2048, gt=0)
     seed: int = 0
     shuffle: bool = True

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text
 from refinery.trainer.config import TrainConfig
-from refinery.trainer.data import Batches, open_dataset, to_device, vocab_size_of
+from refinery.trainer.data import Batches, open_dataset, open_training_data, source_names, to_device, vocab_size_of
 from refinery.trainer.hf import save_hf
 from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
 from refinery.trainer.model import InternLM2ForCausalLM
@@ -206,8 +206,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     if not resume and (out / "checkpoints").exists() and CheckpointManager(out / "checkpoints").latest_step():
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: continue it with --resume auto, "
                               f"or train into a new --out")
-    dataset = open_dataset(data, cfg.data.seq_len, seed=cfg.data.seed, shuffle=cfg.data.shuffle, rank=rank,
-                           world_size=world, document_masking=cfg.data.document_masking)
+    dataset = open_training_data(cfg.data, data, rank=rank, world_size=world)
     batches = Batches(dataset, cfg.micro_batch_size)
     model_cfg = cfg.model_config_for(vocab_size_of(dataset))
     if vocab_size_of(dataset) > model_cfg.vocab_size:
@@ -255,6 +254,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         valid = [next(held_out) for _ in range(cfg.data.valid_batches)]
     writer = _Writer(out, cfg.tensorboard) if rank == 0 else None
     tokens_per_step = cfg.global_batch_size * cfg.data.seq_len
+    names = source_names(cfg.data)
     step_flops = flops_per_token(model_cfg, cfg.data.seq_len) * tokens_per_step / world
     peak = peak_flops(device)
     last_saved = step
@@ -284,7 +284,12 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             optimizer.zero_grad(set_to_none=True)
             step += 1
             record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                      "tokens": step * tokens_per_step, "epoch": dataset.state_dict()["epoch"]}
+                      "tokens": step * tokens_per_step}
+            position = dataset.state_dict()
+            if "counts" in position:  # a mixture: tokens drawn from each source so far, over all ranks
+                record.update({f"tokens/{name}": n * cfg.data.seq_len for name, n in zip(names, position["counts"])})
+            else:
+                record["epoch"] = position["epoch"]
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - started
