@@ -60,7 +60,7 @@ def tiny_config(tmp: Path, **changes) -> Path:
     raw = yaml.safe_load((REPO / "conf" / "train" / "tiny.yaml").read_text())
     for key, value in changes.items():
         section, _, field = key.rpartition(".")
-        (raw[section] if section else raw)[field] = value
+        (raw.setdefault(section, {}) if section else raw)[field] = value
     path = tmp / "train.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -211,13 +211,15 @@ def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, refer
     assert losses(out) == expected
 
 
-def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
-    """Two ranks with 2 windows each take the same 4 windows per step as one rank with 4."""
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy):
+    """Two ranks with 2 windows each (replicated, or sharded with FSDP2) take the same 4 windows
+    per step as one rank with 4, and reach the same losses."""
     steps = 3
     single = tiny_config(tmp_path, micro_batch_size=4, global_batch_size=4)
     train(load_train_config(single), str(shards), tmp_path / "one", max_steps=steps)
     (tmp_path / "ddp").mkdir()
-    double = tiny_config(tmp_path / "ddp", micro_batch_size=2, global_batch_size=4)
+    double = tiny_config(tmp_path / "ddp", micro_batch_size=2, global_batch_size=4, **{"parallel.strategy": strategy})
     cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(double), "--data", str(shards),
            "--out", str(tmp_path / "ddp" / "run"), "--max-steps", str(steps), "--nproc-per-node", "2"]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
@@ -228,6 +230,15 @@ def test_ddp_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread):
         assert a == pytest.approx(b, rel=1e-5)
     final = tmp_path / "ddp" / "run" / "checkpoints" / f"step_{steps:08d}"
     assert {p.name for p in final.iterdir()} >= {"rank-00000.pt", "rank-00001.pt", "train_state.pt", "meta.json"}
+    # the whole state is in the checkpoint: one process continues the two ranks' run ...
+    train(load_train_config(double), str(shards), tmp_path / "ddp" / "run", max_steps=2 * steps, resume=True)
+    train(load_train_config(single), str(shards), tmp_path / "long", max_steps=2 * steps)
+    for (_, a), (_, b) in zip(losses(tmp_path / "long")[steps:], losses(tmp_path / "ddp" / "run")[steps:]):
+        assert a == pytest.approx(b, rel=1e-4)  # the two ranks' float sums differ in the last bits
+    # ... and the export holds the trained weights, unsharded
+    assert torch.equal(load_hf(tmp_path / "ddp" / "run" / "hf").state_dict()["output.weight"],
+                       torch.load(tmp_path / "ddp" / "run" / "checkpoints" / f"step_{2 * steps:08d}" / "train_state.pt",
+                                  weights_only=True)["model"]["output.weight"])
 
 
 def test_config_errors_name_file_and_key(tmp_path):

@@ -178,3 +178,25 @@ def test_document_attention_equals_the_dense_mask_reference(monkeypatch):
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
     for g, r in zip(grads, (p.grad for p in model.parameters())):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["full", "selective"])
+def test_activation_checkpointing_keeps_losses_and_gradients(mode):
+    from refinery.trainer.parallel import checkpoint_layers
+
+    torch.manual_seed(2)
+    plain = InternLM2ForCausalLM(preset("tiny", vocab_size=256, num_hidden_layers=3))
+    wrapped = InternLM2ForCausalLM(preset("tiny", vocab_size=256, num_hidden_layers=3))
+    wrapped.load_state_dict(plain.state_dict())
+    checkpoint_layers(wrapped, mode)
+    wrapped_layers = [type(layer).__name__ for layer in wrapped.model.layers]
+    assert wrapped_layers.count("_Checkpointed") == (3 if mode == "full" else 2)
+    ids = torch.randint(0, 256, (2, 24))
+    losses = []
+    for model in (plain, wrapped):
+        loss = model(ids, labels=ids, loss_chunk_tokens=16)
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == losses[1]
+    for (name, a), b in zip(plain.named_parameters(), wrapped.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-8, msg=name)

@@ -150,8 +150,16 @@ class DataConfig(Strict):
     valid_batches: int = Field(default=8, gt=0)
 
 
+class ParallelConfig(Strict):
+    # auto: FSDP2 (fully_shard per decoder layer and for the model) with more than one rank.
+    strategy: Literal["auto", "fsdp", "ddp"] = "auto"
+    # Recompute decoder layers' activations in the backward pass: every layer, or every second.
+    activation_checkpointing: Literal["none", "full", "selective"] = "none"
+
+
 class TrainConfig(Strict):
     model: ModelSection
+    parallel: ParallelConfig = ParallelConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()

@@ -1,4 +1,5 @@
-"""The train loop: one process per rank (torchrun sets RANK/WORLD_SIZE), DDP when there are several.
+"""The train loop: one process per rank (torchrun sets RANK/WORLD_SIZE); with several, the model is
+sharded with FSDP2 (or replicated with DDP, `parallel.strategy`; see `refinery.trainer.parallel`).
 
 Each optimizer step takes `global_batch_size` sequences over all ranks (each rank accumulates
 `global_batch_size / (micro_batch_size x ranks)` micro-batches), clips the global gradient norm,
@@ -33,6 +34,8 @@ from refinery.trainer.data import Batches, open_dataset, open_training_data, sou
 from refinery.trainer.hf import save_hf
 from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
 from refinery.trainer.model import InternLM2ForCausalLM
+from refinery.trainer.parallel import (checkpoint_layers, clip_gradients, full_state, load_full_state, set_gradient_sync,
+                                       shard, strategy)
 from refinery.trainer.optim import adamw, scheduler
 
 
@@ -94,12 +97,14 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
+def _bf16(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.precision == "fp32":
-        return nullcontext()
-    if cfg.precision == "auto" and not (device.type == "cuda" and torch.cuda.is_bf16_supported()):
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+        return False
+    return cfg.precision == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if _bf16(cfg, device) else nullcontext()
 
 
 def rng_state() -> dict:
@@ -216,6 +221,10 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = InternLM2ForCausalLM(model_cfg).to(device)
+    kind = strategy(cfg.parallel, world)
+    checkpoint_layers(model, cfg.parallel.activation_checkpointing)
+    if kind == "fsdp":
+        shard(model, bf16=_bf16(cfg, device))
     optimizer = adamw(model, cfg.optim)
     sched = scheduler(optimizer, cfg.optim, total_steps)
     ckpt = CheckpointManager(out / "checkpoints", rank=rank, world_size=world, keep=cfg.checkpoint.keep,
@@ -224,8 +233,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     latest = ckpt.latest_step() if resume else None
     if latest is not None:
         shared, own = ckpt.load(latest)
-        model.load_state_dict(shared["model"])
-        optimizer.load_state_dict(shared["optimizer"])
+        load_full_state(model, optimizer, shared["model"], shared["optimizer"])
         sched.load_state_dict(shared["scheduler"])
         batches.load_state_dict(own["loader"])
         set_rng_state(own["rng"])
@@ -242,7 +250,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     if world > 1:
         dist.barrier()
 
-    train_model = DistributedDataParallel(model) if world > 1 else model
+    train_model = DistributedDataParallel(model) if kind == "ddp" else model
     if cfg.compile:
         train_model = torch.compile(train_model)
     autocast = _autocast(cfg, device)
@@ -266,8 +274,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             loss_sum = torch.zeros((), device=device)
             for micro in range(accumulation):
                 batch = to_device(next(batches), device)
-                sync = micro == accumulation - 1 or world == 1
-                with (nullcontext() if sync else train_model.no_sync()), autocast:
+                with set_gradient_sync(train_model, micro == accumulation - 1, kind), autocast:
                     loss = train_model(batch["input_ids"], batch.get("position_ids"), labels=batch["labels"],
                                        loss_chunk_tokens=cfg.loss_chunk_tokens)
                 (loss / accumulation).backward()
@@ -275,7 +282,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             loss_value = float(_all_mean(loss_sum / accumulation, world))
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(f"non-finite loss {loss_value} at step {step + 1}")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad))
+            grad_norm = clip_gradients(model, cfg.optim.clip_grad)
             if not math.isfinite(grad_norm):
                 raise NonFiniteLoss(f"non-finite gradient norm {grad_norm} at step {step + 1}")
             lr = optimizer.param_groups[0]["lr"]
@@ -318,15 +325,19 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         stop.restore()
         if writer is not None:
             writer.close()
+    model_state, _ = full_state(model, optimizer)  # collective with several ranks: every rank
     if rank == 0:
-        save_hf(model, out / "hf")
+        exported = InternLM2ForCausalLM(model_cfg)  # the trained weights, unsharded
+        exported.load_state_dict(model_state)
+        save_hf(exported, out / "hf")
         atomic_write_text(out / FINISHED, json.dumps({"step": step, "time": time.time()}) + "\n")
     return {"step": step, "last_checkpoint": last_saved, "params": model_cfg.num_params()}
 
 
 def _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg) -> None:
+    model_state, optim_state = full_state(model, optimizer)  # collective with several ranks: every rank
     shared = None
     if rank == 0:
-        shared = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        shared = {"step": step, "model": model_state, "optimizer": optim_state,
                   "scheduler": sched.state_dict(), "model_config": model_cfg.model_dump_json()}
     ckpt.save(step, shared, {"loader": batches.state_dict(), "rng": rng_state()})
