@@ -32,6 +32,17 @@ def ray_local():
 
 
 @pytest.fixture
+def one_thread():
+    """Training subprocesses run with OMP_NUM_THREADS=1; in-process runs must reduce in the same order."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def runner_options(request):
     """`runner_options(runner, workers)`: what `runners.run` takes to run on that runner in a test:
     local worker processes, the session's Spark, or the session's embedded Ray."""

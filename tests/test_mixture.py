@@ -11,7 +11,7 @@ import torch
 from refinery.loaders import MixtureDataset
 from refinery.loaders.dataset import collate_windows
 
-from test_trainer_loop import HELD_OUT, make_shards, one_thread  # noqa: F401 - a fixture
+from test_trainer_loop import HELD_OUT, make_shards
 
 
 @pytest.fixture(scope="module")

@@ -47,14 +47,6 @@ def shards(tmp_path_factory):
     return make_shards(tmp_path_factory.mktemp("trainer") / "shards")
 
 
-@pytest.fixture
-def one_thread():
-    """Subprocesses run with OMP_NUM_THREADS=1; in-process runs must reduce in the same order."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_config(tmp: Path, **changes) -> Path:
     raw = yaml.safe_load((REPO / "conf" / "train" / "tiny.yaml").read_text())
