@@ -1,5 +1,5 @@
 """Heuristic quality rules: Gopher quality and repetition, C4 (+ paragraph, bad words), FineWeb
-and the InternLM2 report's format rules, in one pass over each document.
+and the InternLM2 report's format rules, compiled over each Arrow batch.
 
 Every rule is a named drop reason (`gopher_too_few_words`, `c4_badwords`, ...); a family set to
 `null` in the config is off. All families judge the same input text, and every failing rule is
@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from refinery.pipeline.resources import bundled
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.stages import rule_families as rf
-from refinery.stages.words import is_cjk
 
 # The bundled LDNOOBW lists, one file per language (refinery.pipeline.resources.bundled).
 BADWORDS = "conf/rules/badwords"
@@ -148,84 +148,66 @@ class Rules(MapStage):
                 raise ValueError(f"c4_badwords.folder: no such folder {folder}")
             bw.folder = str(folder.resolve())
 
-    def judge(self, text: str, lang: str | None) -> tuple[list[str], str | None]:
-        """The failed rules of one document, in priority order, and its C4-reduced text."""
+    def judge(self, texts: rf.Texts) -> tuple[np.ndarray, pa.Array | None]:
+        """Every rule's verdict on every document (columns in `rule_names` order) and, with C4's
+        `remove_lines`, the reduced texts."""
         p: RulesParams = self.params
-        doc = rf.Doc(text, is_cjk(text, lang), lang)
-        failed: list[str] = []
+        verdicts: list[np.ndarray] = []
         reduced = None
         if p.gopher_repetition:
-            failed += rf.gopher_repetition(p.gopher_repetition, doc)
+            verdicts.append(rf.gopher_repetition(p.gopher_repetition, texts))
         if p.gopher_quality:
-            failed += rf.gopher_quality(p.gopher_quality, doc)
+            verdicts.append(rf.gopher_quality(p.gopher_quality, texts))
         if p.c4_quality:
-            c4_failed, reduced = rf.c4_quality(p.c4_quality, doc)
-            failed += c4_failed
+            c4, reduced = rf.c4_quality(p.c4_quality, texts)
+            verdicts.append(c4)
         if p.c4_paragraph:
-            failed += rf.c4_paragraph(p.c4_paragraph, doc)
+            verdicts.append(rf.c4_paragraph(p.c4_paragraph, texts))
         if p.c4_badwords:
-            failed += rf.c4_badwords(p.c4_badwords, doc, self.badwords)
+            verdicts.append(rf.c4_badwords(p.c4_badwords, texts, self.badwords))
         if p.fineweb_quality:
-            failed += rf.fineweb_quality(p.fineweb_quality, doc)
+            verdicts.append(rf.fineweb_quality(p.fineweb_quality, texts))
         if p.internlm2:
-            failed += rf.internlm2(p.internlm2, doc)
-        return failed, reduced
+            verdicts.append(rf.internlm2(p.internlm2, texts))
+        return np.hstack(verdicts) if verdicts else np.zeros((len(texts.column), 0), dtype=bool), reduced
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
-        n = batch.num_rows
-        texts = batch.column("text").to_pylist()
-        langs = batch.column("lang").to_pylist() if "lang" in batch.schema.names else [None] * n
-        rewrite = self.params.c4_quality is not None and self.params.c4_quality.remove_lines
-        all_failed: list[list[str] | None] = [None] * n
-        failed: dict[str, np.ndarray] = {}
-        errors: dict[str, np.ndarray] = {}
-        for i, text in enumerate(texts):
-            try:
-                rules, reduced = self.judge(text, langs[i])
-            except Exception as exc:  # noqa: BLE001 - one bad document must not stop the batch
-                errors.setdefault(f"rules_{type(exc).__name__}", np.zeros(n, dtype=bool))[i] = True
-                continue
-            all_failed[i] = rules
-            for rule in rules:
-                failed.setdefault(rule, np.zeros(n, dtype=bool))[i] = True
-            if rewrite and reduced is not None:
-                texts[i] = reduced
-        failed = {rule: failed[rule] for rule in self.rule_order(failed)}
-        if rewrite:
-            batch = set_column(batch, "text", pa.array(texts, type=pa.large_string()))
-        batch = set_column(batch, "rules_failed", pa.array(all_failed, type=pa.list_(pa.string())))
+        column = batch.column("text")
+        langs = batch.column("lang") if "lang" in batch.schema.names else None
+        verdicts, reduced = self.judge(rf.Texts(column, langs))
+        names = rule_names(self.params)
+        missing = pc.is_null(column)
+        errors = {}
+        if column.null_count:
+            errors["rules_missing_text"] = missing.to_numpy(zero_copy_only=False)
+            verdicts[errors["rules_missing_text"]] = False
+        failed = {name: verdicts[:, j] for j, name in enumerate(names) if verdicts[:, j].any()}
+        rows, cols = np.nonzero(verdicts)
+        offsets = np.zeros(len(batch) + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=len(batch)), out=offsets[1:])
+        lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names, type=pa.string()).take(cols),
+                                         mask=missing)
+        if reduced is not None:
+            batch = set_column(batch, "text", pc.if_else(missing, column, reduced))
+        batch = set_column(batch, "rules_failed", lists)
         return Verdict(batch, failed, errors)
-
-    def rule_order(self, found) -> list[str]:
-        """Found rules in the order the families check them, so that the first failing rule of a
-        document is its drop reason whatever else the batch holds."""
-        rank = {name: i for i, name in enumerate(rule_names(self.params))}
-        return sorted(found, key=lambda name: rank.get(name, len(rank)))
 
 
 def rule_names(p: RulesParams) -> list[str]:
     """Every rule the configured families can report, in priority order."""
     names: list[str] = []
     if p.gopher_repetition:
-        g = p.gopher_repetition
-        names += ["gopher_empty", "gopher_dup_para_frac", "gopher_dup_para_chars", "gopher_dup_line_frac",
-                  "gopher_dup_line_chars"]
-        names += [f"gopher_top_{n}_gram" for n, _ in g.top_n_grams] + [f"gopher_dup_{n}_grams" for n, _ in g.dup_n_grams]
+        names += rf.gopher_repetition_names(p.gopher_repetition)
     if p.gopher_quality:
-        names += ["gopher_too_few_words", "gopher_too_many_words", "gopher_short_words", "gopher_long_words",
-                  "gopher_hash_ratio", "gopher_ellipsis_ratio", "gopher_bullet_lines", "gopher_ellipsis_lines",
-                  "gopher_alpha_words", "gopher_stop_words"]
+        names += rf.GOPHER_QUALITY
     if p.c4_quality:
-        names += ["c4_lorem_ipsum", "c4_curly_bracket", "c4_too_few_sentences"]
+        names += rf.C4_QUALITY
     if p.c4_paragraph:
-        names += ["c4_few_paragraphs"]
+        names += rf.C4_PARAGRAPH
     if p.c4_badwords:
-        names += ["c4_badwords"]
+        names += rf.C4_BADWORDS
     if p.fineweb_quality:
-        names += ["fineweb_empty", "fineweb_line_punct", "fineweb_short_lines", "fineweb_dup_line_chars",
-                  "fineweb_list_ratio"]
+        names += rf.FINEWEB_QUALITY
     if p.internlm2:
-        names += ["internlm2_no_content", "internlm2_long_line", "internlm2_line_breaks", "internlm2_separators",
-                  "internlm2_char_frequency", "internlm2_broken_chars", "internlm2_punct_excess",
-                  "internlm2_punct_missing"]
+        names += rf.INTERNLM2
     return names

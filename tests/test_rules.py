@@ -11,7 +11,7 @@ import pytest
 from refinery.pipeline.config import validate
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.rules import Rules, RulesParams, rule_names
-from refinery.stages.words import is_cjk, split_words
+from refinery.stages.words import cjk_documents, code_points, split_words
 
 PAGES = {json.loads(line)["id"]: json.loads(line)
          for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")}
@@ -25,12 +25,19 @@ def batch_of(texts, langs=None) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(rows)
 
 
+def failed_rules(stage: Rules, texts: list[str], lang: str | None = None) -> list[list[str]]:
+    batch = batch_of(texts, None if lang is None else [lang] * len(texts))
+    return stage.process(batch).batch.column("rules_failed").to_pylist()
+
+
 def test_word_splitting():
     assert split_words("Don't stop... the well-known U.S. team (e.g. 3.5%)") == [
         "Don", "'t", "stop", "...", "the", "well", "-", "known", "U.S.", "team", "(", "e.g.", "3.5", "%", ")"]
     assert split_words("中文测试。", cjk=True) == ["中", "文", "测", "试", "。"]
-    assert is_cjk("这是一个中文句子，没有空格。", None) and not is_cjk("An English sentence.", None)
-    assert is_cjk("Anything", "zh") and not is_cjk("这是中文", "en")
+    texts = pa.array(["这是一个中文句子，没有空格。", "An English sentence.", "Anything", "这是中文", "中文"])
+    assert cjk_documents(*code_points(texts), None)[:2].tolist() == [True, False]
+    langs = pa.array([None, None, "zh", "en", ""])
+    assert cjk_documents(*code_points(texts), langs).tolist() == [True, False, True, False, True]
 
 
 def test_real_pages_funnel():
@@ -60,16 +67,14 @@ def test_each_family_fires():
         "fineweb_line_punct": "\n".join(f"menu item number {i} with the words of a link" for i in range(60)),
         "internlm2_separators": prose + "\n" + "\n".join(["=" * 40, prose] * 5),
     }
-    for rule, text in cases.items():
-        failed, _ = st.judge(text, None)
+    for (rule, text), failed in zip(cases.items(), failed_rules(st, list(cases.values()))):
         assert rule in failed, (rule, failed)
 
 
 def test_cjk_documents_are_not_judged_by_english_words():
     text = next(p["text"] for i, p in PAGES.items() if "xinhuanet" in i)
     st = Rules(RulesParams())
-    as_zh, _ = st.judge(text, "zh")
-    as_en, _ = st.judge(text, "en")
+    [as_zh], [as_en] = failed_rules(st, [text], "zh"), failed_rules(st, [text], "en")
     assert "gopher_stop_words" not in as_zh and "gopher_short_words" not in as_zh
     assert "gopher_stop_words" in as_en
 
