@@ -292,21 +292,9 @@ def gopher_repetition_names(p) -> list[str]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _ngram_keys(hashes, n):
-    """One 64-bit key per n-gram of word hashes (order-sensitive)."""
-    m = len(hashes) - n + 1
-    keys = hashes[:m].copy()
-    for k in range(1, n):
-        for j in range(m):
-            keys[j] = (keys[j] * _MIX) ^ hashes[j + k]
-    return keys
-
-
-@numba.njit(cache=True, nogil=True)
-def _top_ngram_chars(hashes, offsets, n) -> int:
-    """Characters covered by the most frequent n-gram: its length (words joined by spaces) × count.
-    Among equally frequent n-grams the first one seen counts."""
-    keys = _ngram_keys(hashes, n)
+def _top_ngram_chars(keys, offsets, n) -> int:
+    """Characters covered by the most frequent n-gram (`keys`, one per n-gram): its length (words
+    joined by spaces) × count. Among equally frequent n-grams the first one seen counts."""
     bits = _slots(len(keys))
     table = np.empty(1 << bits, dtype=np.uint64)
     used = np.zeros(1 << bits, dtype=np.bool_)
@@ -329,12 +317,9 @@ def _top_ngram_chars(hashes, offsets, n) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _duplicate_ngram_chars(hashes, offsets, n) -> int:
-    """Characters in n-grams that repeat an earlier one, scanning left to right and jumping past
-    each repeat so that overlapping repeats are not counted twice."""
-    if len(hashes) < n:
-        return 0
-    keys = _ngram_keys(hashes, n)
+def _duplicate_ngram_chars(keys, offsets, n) -> int:
+    """Characters in n-grams (`keys`, one per n-gram) that repeat an earlier one, scanning left
+    to right and jumping past each repeat so that overlapping repeats are not counted twice."""
     bits = _slots(len(keys))
     table = np.empty(1 << bits, dtype=np.uint64)
     used = np.zeros(1 << bits, dtype=np.bool_)
@@ -353,7 +338,9 @@ def _duplicate_ngram_chars(hashes, offsets, n) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _gopher_repetition(cp, starts, cls, tb, te, toff, t, top_n, top_frac, dup_n, dup_frac, out):
+def _gopher_repetition(cp, starts, cls, tb, te, toff, t, ngrams, kinds, fracs, columns, out):
+    """`ngrams` ascending, each with its kind (0: top n-gram, 1: duplicate n-grams), threshold and
+    column; an n-gram's key extends the (n-1)-gram's: key = key × MIX ^ next word."""
     para_frac, para_chars, line_frac, line_chars = t
     for d in range(len(starts) - 1):
         a = starts[d]
@@ -378,21 +365,37 @@ def _gopher_repetition(cp, starts, cls, tb, te, toff, t, top_n, top_frac, dup_n,
             w = toff[d] + k
             hashes[k] = _hash(cp, tb[w], te[w])
             offsets[k + 1] = offsets[k] + te[w] - tb[w]
-        for j in range(len(top_n)):
-            if n >= top_n[j]:
-                out[d, 5 + j] = _top_ngram_chars(hashes, offsets, top_n[j]) / size > top_frac[j]
-        for j in range(len(dup_n)):
-            out[d, 5 + len(top_n) + j] = _duplicate_ngram_chars(hashes, offsets, dup_n[j]) / size > dup_frac[j]
+        keys = hashes.copy()
+        order = 1
+        distinct = n + 1  # the shortest n-gram length found without a repeat: longer ones have none
+        for j in range(len(ngrams)):
+            g = ngrams[j]
+            if n < g or (kinds[j] == 1 and g >= distinct):  # no top n-gram; no duplicate characters
+                if kinds[j] == 1:
+                    out[d, columns[j]] = 0 / size > fracs[j]
+                continue
+            while order < g:
+                for q in range(n - order):
+                    keys[q] = (keys[q] * _MIX) ^ hashes[q + order]
+                order += 1
+            if kinds[j] == 0:
+                out[d, columns[j]] = _top_ngram_chars(keys[: n - g + 1], offsets, g) / size > fracs[j]
+            else:
+                repeated = _duplicate_ngram_chars(keys[: n - g + 1], offsets, g)
+                out[d, columns[j]] = repeated / size > fracs[j]
+                if repeated == 0:
+                    distinct = g
 
 
 def gopher_repetition(p, texts: Texts) -> np.ndarray:
     out = np.zeros((len(texts.starts) - 1, len(gopher_repetition_names(p))), dtype=np.bool_)
     t = (off(p.dup_para_frac), off(p.dup_para_char_frac), off(p.dup_line_frac), off(p.dup_line_char_frac))
-    top_n = np.array([n for n, _ in p.top_n_grams], dtype=np.int64)
-    top_frac = np.array([f for _, f in p.top_n_grams], dtype=np.float64)
-    dup_n = np.array([n for n, _ in p.dup_n_grams], dtype=np.int64)
-    dup_frac = np.array([f for _, f in p.dup_n_grams], dtype=np.float64)
-    _gopher_repetition(texts.cp, texts.starts, texts.cls, *texts.tokens, t, top_n, top_frac, dup_n, dup_frac, out)
+    rules = [(n, 0, frac) for n, frac in p.top_n_grams] + [(n, 1, frac) for n, frac in p.dup_n_grams]
+    order = sorted(range(len(rules)), key=lambda j: rules[j][0])
+    ngrams, kinds = (np.array([rules[j][k] for j in order], dtype=np.int64) for k in range(2))
+    fracs = np.array([rules[j][2] for j in order], dtype=np.float64)
+    columns = np.array([5 + j for j in order], dtype=np.int64)
+    _gopher_repetition(texts.cp, texts.starts, texts.cls, *texts.tokens, t, ngrams, kinds, fracs, columns, out)
     return out
 
 
@@ -410,23 +413,39 @@ _PHRASES, _PHRASES_OFF = _codes(["lorem ipsum", "javascript", "terms of use", "p
                                  "uses cookies", "use of cookies", "use cookies"])
 
 
+_PHRASE_START = np.zeros(128, dtype=np.bool_)
+_PHRASE_START[_PHRASES[_PHRASES_OFF[:-1]]] = True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lower_ascii(c):
+    """str.lower for what can become an ASCII letter (A-Z, the Kelvin sign)."""
+    if 65 <= c <= 90:
+        return c + 32
+    if c == 0x212A:
+        return 107
+    return c
+
+
 @numba.njit(cache=True, nogil=True)
-def _contains_lower(buf, n, table, offsets, k) -> bool:
-    """Whether buf[:n], lower-cased as str.lower does for what can equal ASCII letters, contains
-    entry k of a table of lower-case ASCII phrases."""
-    m = offsets[k + 1] - offsets[k]
-    for i in range(n - m + 1):
-        for j in range(m):
-            c = buf[i + j]
-            if 65 <= c <= 90:
-                c += 32
-            elif c == 0x212A:  # KELVIN SIGN
-                c = 107
-            if c != table[offsets[k] + j]:
-                break
-            if j == m - 1:
-                return True
-    return False
+def _phrases_in(buf, n) -> int:
+    """Which of the lower-case ASCII phrases buf[:n], lower-cased, contains: bit k for phrase k."""
+    found = 0
+    for i in range(n):
+        c = _lower_ascii(buf[i])
+        if c >= 128 or not _PHRASE_START[c]:
+            continue
+        for k in range(len(_PHRASES_OFF) - 1):
+            start = _PHRASES_OFF[k]
+            m = _PHRASES_OFF[k + 1] - start
+            if _PHRASES[start] != c or i + m > n:
+                continue
+            j = 1
+            while j < m and _lower_ascii(buf[i + j]) == _PHRASES[start + j]:
+                j += 1
+            if j == m:
+                found |= 1 << k
+    return found
 
 
 @numba.njit(cache=True, nogil=True)
@@ -539,22 +558,17 @@ def _c4_quality(cp, starts, cls, lb, le, loff, cjk, flags, limits, out, rewrite,
                         i = j
             if words < min_words:
                 continue
-            if lorem and _contains_lower(buf, n, _PHRASES, _PHRASES_OFF, 0):
+            found = _phrases_in(buf, n)
+            if lorem and found & 1:
                 failed = 0
                 break
-            if javascript and _contains_lower(buf, n, _PHRASES, _PHRASES_OFF, 1):
+            if javascript and found & 2:
                 continue
             if curly and member(123, buf[:n]):
                 failed = 1
                 break
-            if policy:
-                notice = False
-                for q in range(2, len(_PHRASES_OFF) - 1):
-                    if _contains_lower(buf, n, _PHRASES, _PHRASES_OFF, q):
-                        notice = True
-                        break
-                if notice:
-                    continue
+            if policy and found >> 2:
+                continue
             sentences += _count_sentences(buf, n, cls)
             if rewrite:
                 kept[w : w + n] = buf[:n]

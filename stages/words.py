@@ -320,7 +320,8 @@ def token_end(cp, a, b, i, cls, cjk: bool) -> int:
 @numba.njit(cache=True, nogil=True)
 def _tokens(cp, starts, cjk, cls) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cap = len(cp) // 3 + 16
-    spans = np.empty((cap, 2), dtype=np.int64)
+    begin = np.empty(cap, dtype=np.int64)
+    end = np.empty(cap, dtype=np.int64)
     doc_tokens = np.empty(len(starts), dtype=np.int64)
     n = 0
     for d in range(len(starts) - 1):
@@ -335,15 +336,14 @@ def _tokens(cp, starts, cjk, cls) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 continue
             if n == cap:
                 cap *= 2
-                grown = np.empty((cap, 2), dtype=np.int64)
-                grown[:n] = spans[:n]
-                spans = grown
-            spans[n, 0] = i
-            spans[n, 1] = e
+                begin = np.concatenate((begin, np.empty(cap - n, dtype=np.int64)))
+                end = np.concatenate((end, np.empty(cap - n, dtype=np.int64)))
+            begin[n] = i
+            end[n] = e
             n += 1
             i = e
     doc_tokens[len(starts) - 1] = n
-    return spans[:n, 0].copy(), spans[:n, 1].copy(), doc_tokens
+    return begin[:n], end[:n], doc_tokens
 
 
 def tokens(cp: np.ndarray, starts: np.ndarray, cjk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

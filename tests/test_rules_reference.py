@@ -34,7 +34,7 @@ SPACES = [" ", " ", " ", "  ", "\n", "\n", "\n\n", "\t", "\r\n", "\r", "\x0b", "
 def generated(n: int, seed: int = 0) -> list[str]:
     """Edge cases, then random mixtures of the pieces and slices of real pages."""
     rng = random.Random(seed)
-    docs = ["", " \n\t ", "。。。，，！？、", "!!!...???---", "x" * 300_000, ("word " * 20_000).strip(),
+    docs = ["", " \n\t ", "。。。，，！？、", "!!!...???---", "!?" * 500, "x" * 300_000, ("word " * 20_000).strip(),
             b"broken \xed\xa0\x80 surrogate \xf0\x9f".decode("utf-8", "replace") * 50,
             "مرحبا بالعالم. هذه جملة عربية طويلة بما يكفي.\n" * 30, "שלום עולם. זה משפט בעברית.\n" * 30,
             "这是一个很长的中文段落，没有空格。" * 200, "これは日本語の文章です。" * 100]
