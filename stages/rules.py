@@ -82,7 +82,12 @@ class C4Paragraph(Family):
 
 
 class C4BadWords(Family):
-    """C4: drop pages with a word of the LDNOOBW list of the document's language."""
+    """C4: drop pages with a word of the LDNOOBW list of the document's language.
+
+    Off by default (`c4_badwords: {}` turns it on, for parity with C4): one listed word anywhere
+    drops a page, which removes clean prose by and about minorities, history and medicine
+    ("intercourse", "bondage of slavery", "Dick" as a name; Dodge et al. 2021). FineWeb does not
+    use it; the classify stage's word blocklist judges by hit rate instead."""
 
     # Folder of <lang>.txt lists; default: the bundled conf/rules/badwords.
     folder: str | None = None
@@ -123,7 +128,7 @@ class RulesParams(StageParams):
     gopher_repetition: GopherRepetition | None = GopherRepetition()
     c4_quality: C4Quality | None = C4Quality()
     c4_paragraph: C4Paragraph | None = None
-    c4_badwords: C4BadWords | None = C4BadWords()
+    c4_badwords: C4BadWords | None = None
     fineweb_quality: FineWebQuality | None = FineWebQuality()
     internlm2: InternLM2Format | None = InternLM2Format()
 

@@ -53,7 +53,7 @@ def test_real_pages_funnel():
 
 
 def test_each_family_fires():
-    st = Rules(RulesParams(c4_paragraph={}))
+    st = Rules(RulesParams(c4_paragraph={}, c4_badwords={}))
     prose = ("The committee met on Monday to discuss the budget, and the members agreed that the plan "
              "should be published with all of the figures. ") * 3
     cases = {
@@ -93,6 +93,15 @@ def test_remove_lines_rewrites_to_kept_lines():
     text = "\n".join(lines[:3] + ["Share on Facebook", "We use cookies to improve this site."] + lines[3:])
     out, _ = run_map_stage(st, batch_of([text]))
     assert out.column("text")[0].as_py() == "\n".join(lines)
+
+
+def test_c4_badwords_is_off_by_default():
+    texts = [PAGES[i]["text"] for i in sorted(PAGES)[:60]]
+    kept = [t for t, failed in zip(texts, failed_rules(Rules(RulesParams()), texts, "en")) if not failed]
+    named = [t.replace("\n", "\nDick Turner chaired the meeting that day.\n", 1) for t in kept[:5]]
+    assert "c4_badwords" not in rule_names(RulesParams()) and len(named) == 5
+    assert failed_rules(Rules(RulesParams(c4_badwords={})), named, "en") == [["c4_badwords"]] * 5
+    assert failed_rules(Rules(RulesParams()), named, "en") == [[]] * 5
 
 
 def test_config_validation(tmp_path):

@@ -21,7 +21,7 @@ JOB = """\
 input: {paths: [docs.jsonl], format: jsonl}
 stages:
   - {stage: langid, languages: [en]}
-  - {stage: rules}
+  - {stage: rules, c4_badwords: {}}
   - {stage: dedup, method: minhash}
   - {stage: decontaminate, benchmarks: [evals.jsonl]}
 """
