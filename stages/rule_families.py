@@ -76,8 +76,9 @@ def _hash(cp, s, e) -> np.uint64:
 
 @numba.njit(cache=True, nogil=True)
 def _slots(n):
+    """Bits of an open-addressing table for n keys, filled to at most two thirds."""
     bits = 4
-    while (1 << bits) < 2 * n:
+    while (1 << bits) < n + n // 2:
         bits += 1
     return bits
 
@@ -113,8 +114,12 @@ def _duplicates(keys, lengths) -> tuple[int, int]:
 
 @numba.njit(cache=True, nogil=True)
 def _splitlines(cp, starts, cls):
-    begin = np.empty(len(cp) + len(starts), dtype=np.int64)
-    end = np.empty(len(cp) + len(starts), dtype=np.int64)
+    """str.splitlines of every document: one pass to count the lines, one to place them."""
+    n = 0
+    for i in range(len(cp)):
+        n += (cls[cp[i]] & LINE_BREAK) != 0
+    begin = np.empty(n + len(starts), dtype=np.int64)
+    end = np.empty(n + len(starts), dtype=np.int64)
     first = np.empty(len(starts), dtype=np.int64)
     n = 0
     for d in range(len(starts) - 1):
@@ -136,7 +141,7 @@ def _splitlines(cp, starts, cls):
             end[n] = b
             n += 1
     first[len(starts) - 1] = n
-    return begin[:n].copy(), end[:n].copy(), first
+    return begin[:n], end[:n], first
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -298,8 +303,8 @@ def _top_ngram_chars(keys, offsets, n) -> int:
     bits = _slots(len(keys))
     table = np.empty(1 << bits, dtype=np.uint64)
     used = np.zeros(1 << bits, dtype=np.bool_)
-    counts = np.zeros(1 << bits, dtype=np.int64)
-    first = np.zeros(1 << bits, dtype=np.int64)
+    counts = np.zeros(1 << bits, dtype=np.int32)
+    first = np.zeros(1 << bits, dtype=np.int32)
     for j in range(len(keys)):
         i = _find(table, used, keys[j], 64 - bits)
         if not used[i]:
@@ -514,7 +519,10 @@ def _cut_citations(cp, s, e, cls, buf) -> int:
 def _c4_quality(cp, starts, cls, lb, le, loff, cjk, flags, limits, out, rewrite, kept, kept_off):
     no_terminal, citations, lorem, javascript, curly, policy = flags
     min_sentences, min_words, max_word = limits
-    buf = np.empty(len(cp) + 1, dtype=np.uint32)
+    longest_line = 0
+    for k in range(len(lb)):
+        longest_line = max(longest_line, le[k] - lb[k])
+    buf = np.empty(longest_line + 1, dtype=np.uint32)
     w = 0
     for d in range(len(starts) - 1):
         kept_off[d] = w

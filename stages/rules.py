@@ -153,6 +153,11 @@ class Rules(MapStage):
                 raise ValueError(f"c4_badwords.folder: no such folder {folder}")
             bw.folder = str(folder.resolve())
 
+    def setup(self) -> None:
+        """Load the compiled kernels (from numba's cache, or compiled once) and the character
+        table by judging one short text, so that no batch pays for it."""
+        self.judge(rf.Texts(pa.array(["Warm up.\nA line."], type=pa.large_string()), None))
+
     def judge(self, texts: rf.Texts) -> tuple[np.ndarray, pa.Array | None]:
         """Every rule's verdict on every document (columns in `rule_names` order) and, with C4's
         `remove_lines`, the reduced texts."""

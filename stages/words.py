@@ -319,7 +319,7 @@ def token_end(cp, a, b, i, cls, cjk: bool) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _tokens(cp, starts, cjk, cls) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cap = len(cp) // 3 + 16
+    cap = len(cp) // 6 + 16  # prose has about one token per 5-6 characters
     begin = np.empty(cap, dtype=np.int64)
     end = np.empty(cap, dtype=np.int64)
     doc_tokens = np.empty(len(starts), dtype=np.int64)
