@@ -18,7 +18,7 @@ import yaml
 
 from refinery.tokenize.shards import write_shards
 from refinery.tokenize.tokenizer import Tokenizer
-from refinery.trainer.checkpoint import CheckpointManager
+from refinery.trainer.checkpoint import CheckpointManager, load_model, read_trainer_state
 from refinery.trainer.config import TrainConfig, load_train_config
 from refinery.trainer.hf import load_hf
 from refinery.trainer.loop import train
@@ -83,7 +83,7 @@ if mode == "step":
 else:
     save, seen = checkpoint.atomic_save, []
     def killing_save(obj, path):
-        if path.name == "train_state.pt":
+        if path.name == "trainer.pt":
             seen.append(path)
             if len(seen) == k:
                 with open(path.with_name("." + path.name + ".x.tmp"), "wb") as fh:
@@ -151,13 +151,29 @@ def test_checkpoints_validation_and_export(reference):
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000016"
     state = torch.load(run / "checkpoints" / "step_00000016" / "rank-00000.pt", weights_only=True)
     assert state["loader"]["consumed"] == STEPS * 8 and set(state["rng"]) >= {"torch", "python", "numpy"}
-    shared = torch.load(run / "checkpoints" / "step_00000016" / "train_state.pt", weights_only=True)
-    assert shared["step"] == STEPS and shared["scheduler"]["last_epoch"] == STEPS
+    trainer_state = read_trainer_state(run / "checkpoints", 16)
+    assert trainer_state["step"] == STEPS and trainer_state["scheduler"]["last_epoch"] == STEPS
     model = load_hf(run / "hf")
     assert model.cfg.vocab_size == 8000
     with pytest.raises(FileExistsError, match="--resume auto"):
         train(load_train_config(conf), "unused", run, max_steps=STEPS)
-    assert torch.equal(model.state_dict()["output.weight"], shared["model"]["output.weight"])
+    assert torch.equal(model.state_dict()["output.weight"], load_model(run / "checkpoints", 16).state_dict()["output.weight"])
+
+
+def test_export_a_checkpoint(reference, tmp_path, capsys):
+    """`refinery export` gathers one checkpoint's shards into an InternLM2 or a LLaMA folder."""
+    from refinery.pipeline import cli
+
+    _, _, run = reference
+    assert cli.main(["export", str(run), "--step", "12", "--out", str(tmp_path / "hf12")]) == 0
+    exported = load_hf(tmp_path / "hf12").state_dict()
+    saved = load_model(run / "checkpoints", 12).state_dict()
+    assert exported.keys() == saved.keys() and all(torch.equal(exported[k], saved[k]) for k in saved)
+    assert not torch.equal(exported["output.weight"], load_hf(run / "hf").state_dict()["output.weight"])
+    assert cli.main(["export", str(run / "checkpoints"), "--out", str(tmp_path / "llama"), "--llama"]) == 0
+    assert "step 16" in capsys.readouterr().out and (tmp_path / "llama" / "config.json").exists()
+    assert cli.main(["export", str(run), "--step", "4", "--out", str(tmp_path / "gone")]) == 2  # pruned by keep=3
+    assert "no complete checkpoint at step 4" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("seed", [7])
@@ -203,34 +219,52 @@ def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, refer
     assert losses(out) == expected
 
 
+def _ranks(conf: Path, shards: Path, out: Path, steps: int, ranks: int, resume: bool = False) -> None:
+    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
+           "--max-steps", str(steps), "--nproc-per-node", str(ranks), *(["--resume", "auto"] if resume else [])]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy):
     """Two ranks with 2 windows each (replicated, or sharded with FSDP2) take the same 4 windows
-    per step as one rank with 4, and reach the same losses."""
+    per step as one rank with 4, and reach the same losses; each rank writes its own shards of
+    the state, and the checkpoint resumes on another number of ranks."""
     steps = 3
     single = tiny_config(tmp_path, micro_batch_size=4, global_batch_size=4)
     train(load_train_config(single), str(shards), tmp_path / "one", max_steps=steps)
     (tmp_path / "ddp").mkdir()
     double = tiny_config(tmp_path / "ddp", micro_batch_size=2, global_batch_size=4, **{"parallel.strategy": strategy})
-    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(double), "--data", str(shards),
-           "--out", str(tmp_path / "ddp" / "run"), "--max-steps", str(steps), "--nproc-per-node", "2"]
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "ddp" / "run")
+    run = tmp_path / "ddp" / "run"
+    _ranks(double, shards, run, steps, 2)
+    one, two = losses(tmp_path / "one"), losses(run)
     assert [s for s, _ in two] == list(range(1, steps + 1))
     for (_, a), (_, b) in zip(one, two):
         assert a == pytest.approx(b, rel=1e-5)
-    final = tmp_path / "ddp" / "run" / "checkpoints" / f"step_{steps:08d}"
-    assert {p.name for p in final.iterdir()} >= {"rank-00000.pt", "rank-00001.pt", "train_state.pt", "meta.json"}
-    # the whole state is in the checkpoint: one process continues the two ranks' run ...
-    train(load_train_config(double), str(shards), tmp_path / "ddp" / "run", max_steps=2 * steps, resume=True)
+    final = run / "checkpoints" / f"step_{steps:08d}"
+    assert {p.name for p in final.iterdir()} >= {"rank-00000.pt", "rank-00001.pt", "trainer.pt", "meta.json", "state"}
+    assert len(list((final / "state").glob("*.distcp"))) == 2  # one file of shards per rank
     train(load_train_config(single), str(shards), tmp_path / "long", max_steps=2 * steps)
-    for (_, a), (_, b) in zip(losses(tmp_path / "long")[steps:], losses(tmp_path / "ddp" / "run")[steps:]):
-        assert a == pytest.approx(b, rel=1e-4)  # the two ranks' float sums differ in the last bits
-    # ... and the export holds the trained weights, unsharded
-    assert torch.equal(load_hf(tmp_path / "ddp" / "run" / "hf").state_dict()["output.weight"],
-                       torch.load(tmp_path / "ddp" / "run" / "checkpoints" / f"step_{2 * steps:08d}" / "train_state.pt",
-                                  weights_only=True)["model"]["output.weight"])
+    expected = losses(tmp_path / "long")[steps:]
+    resumed = {"2 -> 1": run}
+    if strategy == "fsdp":
+        # the same checkpoint continued on 4 ranks (1 window each), and the 1-process run on 2 ranks
+        shutil.copytree(run, tmp_path / "four")
+        (tmp_path / "quad").mkdir()
+        quad = tiny_config(tmp_path / "quad", micro_batch_size=1, global_batch_size=4, **{"parallel.strategy": strategy})
+        _ranks(quad, shards, tmp_path / "four", 2 * steps, 4, resume=True)
+        _ranks(double, shards, tmp_path / "one", 2 * steps, 2, resume=True)
+        resumed.update({"2 -> 4": tmp_path / "four", "1 -> 2": tmp_path / "one"})
+    train(load_train_config(double), str(shards), run, max_steps=2 * steps, resume=True)
+    for how, out in resumed.items():
+        got = losses(out)[steps:]
+        assert [s for s, _ in got] == list(range(steps + 1, 2 * steps + 1)), how
+        for (_, a), (_, b) in zip(expected, got):
+            assert a == pytest.approx(b, rel=1e-4), how  # the ranks' float sums differ in the last bits
+    # the export holds the trained weights, unsharded
+    assert torch.equal(load_hf(run / "hf").state_dict()["output.weight"],
+                       load_model(run / "checkpoints", 2 * steps).state_dict()["output.weight"])
 
 
 def test_config_errors_name_file_and_key(tmp_path):

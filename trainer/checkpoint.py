@@ -1,17 +1,22 @@
-"""Checkpoints that survive being killed at any instant, written while training goes on.
+"""Checkpoints that survive being killed at any instant, written while training goes on, and
+read back on any number of ranks.
 
 Layout under `DIR/checkpoints/`:
 
-    step_00000040/train_state.pt     model, optimizer, scheduler, step (rank 0; replicas are equal)
+    step_00000040/state/             model and optimizer: each rank writes the shards it holds
+                                     (torch.distributed.checkpoint: `.metadata` and a `.distcp` per rank)
+    step_00000040/trainer.pt         step, scheduler, model config (rank 0)
     step_00000040/rank-00000.pt      that rank's loader state and RNG states (one per rank)
-    step_00000040/meta.json          written last, once every rank's file is there: "complete"
+    step_00000040/meta.json          written last, once every rank's part is there: "complete"
     latest                           name of the newest complete checkpoint
 
-Every file is written to a temporary name, fsynced and renamed, so a reader never sees half a
-file; a checkpoint counts only once `meta.json` exists, so a kill during a write leaves the
-previous checkpoint in charge. Saving snapshots the state into host memory (a copy, so the
-optimizer may step on), then a background thread persists it; the next save waits for it.
-Only the newest `keep` complete checkpoints stay.
+The sharded state is resharded when it is read, so a run saved on 2 ranks resumes on 1 or on 4,
+and a reader beside the training (the evaluator, an export) takes the whole model in one
+process. Files of our own are written to a temporary name, fsynced and renamed; a checkpoint
+counts only once `meta.json` exists, so a kill during a write leaves the previous checkpoint in
+charge. Saving stages the state into host memory (a copy, so the optimizer may step on), then a
+background thread persists it; the next save waits for it. Only the newest `keep` complete
+checkpoints stay.
 """
 from __future__ import annotations
 
@@ -22,12 +27,23 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
+
+from refinery.trainer.config import ModelConfig
+from refinery.trainer.model import InternLM2ForCausalLM
+
+# One process writes and reads a checkpoint without collectives, as intended: not worth a warning each time.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized",
+                        category=UserWarning)
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+STATE_DIR = "state"
+TRAINER_FILE = "trainer.pt"
 
 
 def snapshot(obj: Any) -> Any:
@@ -91,22 +107,39 @@ def complete_steps(root: str | os.PathLike) -> list[int]:
     return sorted(steps)
 
 
-def load_shared(root: str | os.PathLike, step: int) -> dict:
-    """The shared state (model, optimizer, ...) of a complete checkpoint for a reader beside the
-    training (the evaluator): memory-mapped, copy-on-write, so taking only the model never reads
-    the optimizer's bytes and nothing is written back. FileNotFoundError once the trainer's keep-N
-    policy has removed it."""
-    return torch.load(Path(root) / step_dir_name(step) / "train_state.pt", map_location="cpu", weights_only=True,
-                      mmap=True)
+def read_trainer_state(root: str | os.PathLike, step: int) -> dict:
+    """Step, scheduler and model config of a complete checkpoint. FileNotFoundError once the
+    trainer's keep-N policy has removed it."""
+    return torch.load(Path(root) / step_dir_name(step) / TRAINER_FILE, map_location="cpu", weights_only=True)
+
+
+def load_model(root: str | os.PathLike, step: int) -> InternLM2ForCausalLM:
+    """The whole (unsharded) model of a complete checkpoint, read in this process alone and only
+    the model's bytes (a reader beside the training: the evaluator, an export).
+    FileNotFoundError once the trainer's keep-N policy has removed it."""
+    cfg = ModelConfig.model_validate_json(read_trainer_state(root, step)["model_config"])
+    model = InternLM2ForCausalLM(cfg)
+    state = model.state_dict()  # the parameters themselves: filled in place
+    folder = Path(root) / step_dir_name(step) / STATE_DIR
+    try:
+        dcp.load({"model": state}, checkpoint_id=folder)
+    except Exception as err:
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder}: removed while it was read") from err
+        raise
+    return model
 
 
 class CheckpointManager:
     def __init__(self, root: str | os.PathLike, *, rank: int = 0, world_size: int = 1, keep: int = 3,
-                 asynchronous: bool = True, rank_timeout_s: float = 600.0):
+                 asynchronous: bool = True, rank_timeout_s: float = 600.0, group=None):
+        """`group`: a process group of its own for the checkpoint's collectives (gloo), so that a
+        save in the background never interleaves with the training's; None with one process."""
         self.root = Path(root)
         self.rank, self.world_size, self.keep = rank, world_size, keep
         self.asynchronous = asynchronous
         self.rank_timeout_s = rank_timeout_s
+        self.group = group
         self.root.mkdir(parents=True, exist_ok=True)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -121,26 +154,33 @@ class CheckpointManager:
         steps = self.complete_steps()
         return steps[-1] if steps else None
 
-    def load(self, step: int) -> tuple[dict, dict]:
-        """(shared state, this rank's state) of a complete checkpoint."""
+    def load(self, step: int, state: dict) -> tuple[dict, dict]:
+        """Fill `state` (this rank's sharded model and optimizer state dicts) in place from a
+        complete checkpoint, whatever the world size that wrote it; returns (trainer state,
+        this rank's state)."""
         folder = self.root / step_dir_name(step)
         meta = json.loads((folder / "meta.json").read_text())
-        shared = torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
+        dcp.load(state, checkpoint_id=folder / STATE_DIR, process_group=self.group)
         # A run resumed on fewer or more ranks takes rank 0's loader position: the loader
         # state is global (windows consumed by all ranks), so any rank's copy serves.
         own = folder / rank_file(self.rank if self.rank < meta["world_size"] else 0)
-        return shared, torch.load(own, map_location="cpu", weights_only=True)
+        return read_trainer_state(self.root, step), torch.load(own, map_location="cpu", weights_only=True)
 
     # ---- writing --------------------------------------------------------------------------
 
-    def save(self, step: int, shared: dict | None, own: dict) -> None:
-        """Snapshot now; persist now or in the background. `shared` is given on rank 0 only."""
+    def save(self, step: int, state: dict, trainer: dict | None, own: dict) -> None:
+        """Stage now (every rank, collectively); persist now or in the background. `state` is
+        this rank's sharded state; `trainer` is given on rank 0 only."""
         self.wait()
-        shared, own = snapshot(shared), snapshot(own)
+        folder = self.root / step_dir_name(step)
+        trainer, own = snapshot(trainer), snapshot(own)
         if not self.asynchronous:
-            self._persist(step, shared, own)
+            dcp.save(state, checkpoint_id=folder / STATE_DIR, process_group=self.group)
+            self._persist(folder, step, trainer, own)
             return
-        self._thread = threading.Thread(target=self._run, args=(step, shared, own), name="checkpoint", daemon=True)
+        written = dcp.async_save(state, checkpoint_id=folder / STATE_DIR, process_group=self.group)
+        self._thread = threading.Thread(target=self._run, args=(written, folder, step, trainer, own),
+                                        name="checkpoint", daemon=True)
         self._thread.start()
 
     def wait(self) -> None:
@@ -152,19 +192,20 @@ class CheckpointManager:
             err, self._error = self._error, None
             raise RuntimeError("checkpoint write failed") from err
 
-    def _run(self, step: int, shared: dict | None, own: dict) -> None:
+    def _run(self, written, folder: Path, step: int, trainer: dict | None, own: dict) -> None:
         try:
-            self._persist(step, shared, own)
+            written.result()
+            self._persist(folder, step, trainer, own)
         except BaseException as exc:  # surfaced by the next save() or wait()
             self._error = exc
 
-    def _persist(self, step: int, shared: dict | None, own: dict) -> None:
-        folder = self.root / step_dir_name(step)
-        folder.mkdir(parents=True, exist_ok=True)
+    def _persist(self, folder: Path, step: int, trainer: dict | None, own: dict) -> None:
+        """After the shards: this rank's file; on rank 0 the trainer state, then, once every
+        rank's file is there, `meta.json` and `latest`."""
         atomic_save(own, folder / rank_file(self.rank))
         if self.rank != 0:
             return
-        atomic_save(shared, folder / "train_state.pt")
+        atomic_save(trainer, folder / TRAINER_FILE)
         deadline = time.monotonic() + self.rank_timeout_s
         missing = [r for r in range(self.world_size) if not (folder / rank_file(r)).exists()]
         while missing:

@@ -1,4 +1,5 @@
-"""`refinery train CONF [--data SHARDS] --out DIR [--max-steps N] [--resume auto] [--supervise --max-restarts N]`.
+"""`refinery train CONF [--data SHARDS] --out DIR [--max-steps N] [--resume auto] [--supervise --max-restarts N]`
+and `refinery export TRAIN_OUT [--step N] --out DIR [--llama]`.
 
 `--nproc-per-node N` starts N ranks through torchrun (DDP; gloo on CPU, NCCL on GPU);
 `--supervise` runs the training as a child process and restarts it from the latest
@@ -27,7 +28,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-restarts", type=int, default=3, help="with --supervise (default 3)")
     parser.add_argument("--nproc-per-node", type=int, default=1, help="ranks on this machine, via torchrun")
     parser.set_defaults(func=run)
+    export = subparsers.add_parser("export", help="write a checkpoint's model as a Hugging Face folder")
+    export.add_argument("train_out", help="a training output folder, or its checkpoints/ folder")
+    export.add_argument("--step", type=int, help="the checkpoint's step (default: the newest complete one)")
+    export.add_argument("--out", required=True, help="the folder to write")
+    export.add_argument("--llama", action="store_true", help="LLaMA layout (convert2llama's mapping), not InternLM2's")
+    export.set_defaults(func=run_export)
     return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """One checkpoint's model, gathered from its shards in this process, as an InternLM2 or LLaMA folder."""
+    from pathlib import Path
+
+    from refinery.trainer.checkpoint import complete_steps, load_model
+    from refinery.trainer.hf import export_llama, save_hf
+
+    root = Path(args.train_out)
+    root = root / "checkpoints" if (root / "checkpoints").is_dir() else root
+    steps = complete_steps(root)
+    step = args.step if args.step is not None else (steps[-1] if steps else None)
+    if step not in steps:
+        print(f"error: {root}: no complete checkpoint" + (f" at step {step}" if step is not None else ""), file=sys.stderr)
+        return 2
+    model = load_model(root, step)
+    folder = export_llama(model, args.out) if args.llama else save_hf(model, args.out)
+    print(f"step {step} of {root} -> {folder}")
+    return 0
 
 
 def _child_command(args: argparse.Namespace, *, resume: bool) -> list[str]:

@@ -5,10 +5,10 @@ Each optimizer step takes `global_batch_size` sequences over all ranks (each ran
 `global_batch_size / (micro_batch_size x ranks)` micro-batches), clips the global gradient norm,
 steps AdamW and the schedule, and rank 0 appends one JSON line to `DIR/metrics.jsonl`: loss,
 learning rate, gradient norm, tokens/s, model TFLOP/s per device, MFU on a GPU of known peak,
-and peak memory. A
-resumed run (`resume=True`) restores model, optimizer, schedule, loader position and RNG
-from the newest complete checkpoint and drops the metric lines written after it, so the
-file always reads as one uninterrupted run.
+and peak memory. A resumed run (`resume=True`) restores model, optimizer, schedule, loader
+position and RNG from the newest complete checkpoint, on any number of ranks (the checkpoint's
+shards are resharded), and drops the metric lines written after it, so the file always reads as
+one uninterrupted run.
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ from refinery.trainer.data import Batches, open_dataset, open_training_data, sou
 from refinery.trainer.hf import save_hf
 from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
 from refinery.trainer.model import InternLM2ForCausalLM
-from refinery.trainer.parallel import (checkpoint_layers, clip_gradients, full_state, load_full_state, set_gradient_sync,
-                                       shard, strategy)
+from refinery.trainer.parallel import (checkpoint_layers, clip_gradients, full_model_state, load_sharded_state,
+                                       set_gradient_sync, shard, sharded_state, strategy)
 from refinery.trainer.optim import adamw, scheduler
 
 
@@ -227,17 +227,20 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         shard(model, bf16=_bf16(cfg, device))
     optimizer = adamw(model, cfg.optim)
     sched = scheduler(optimizer, cfg.optim, total_steps)
+    # the checkpoint's collectives run on a group of their own, beside the training's
     ckpt = CheckpointManager(out / "checkpoints", rank=rank, world_size=world, keep=cfg.checkpoint.keep,
-                             asynchronous=cfg.checkpoint.asynchronous)
+                             asynchronous=cfg.checkpoint.asynchronous,
+                             group=dist.new_group(backend="gloo") if world > 1 else None)
     step = 0
     latest = ckpt.latest_step() if resume else None
     if latest is not None:
-        shared, own = ckpt.load(latest)
-        load_full_state(model, optimizer, shared["model"], shared["optimizer"])
-        sched.load_state_dict(shared["scheduler"])
+        state = sharded_state(model, optimizer)
+        trainer_state, own = ckpt.load(latest, state)
+        load_sharded_state(model, optimizer, state)
+        sched.load_state_dict(trainer_state["scheduler"])
         batches.load_state_dict(own["loader"])
         set_rng_state(own["rng"])
-        step = int(shared["step"])
+        step = int(trainer_state["step"])
     if rank == 0:
         (out / FINISHED).unlink(missing_ok=True)
         if resume:
@@ -325,7 +328,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         stop.restore()
         if writer is not None:
             writer.close()
-    model_state, _ = full_state(model, optimizer)  # collective with several ranks: every rank
+    model_state = full_model_state(model)  # collective with several ranks: every rank
     if rank == 0:
         exported = InternLM2ForCausalLM(model_cfg)  # the trained weights, unsharded
         exported.load_state_dict(model_state)
@@ -335,9 +338,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
 
 
 def _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg) -> None:
-    model_state, optim_state = full_state(model, optimizer)  # collective with several ranks: every rank
-    shared = None
+    trainer = None
     if rank == 0:
-        shared = {"step": step, "model": model_state, "optimizer": optim_state,
-                  "scheduler": sched.state_dict(), "model_config": model_cfg.model_dump_json()}
-    ckpt.save(step, shared, {"loader": batches.state_dict(), "rng": rng_state()})
+        trainer = {"step": step, "scheduler": sched.state_dict(), "model_config": model_cfg.model_dump_json()}
+    ckpt.save(step, sharded_state(model, optimizer), trainer, {"loader": batches.state_dict(), "rng": rng_state()})

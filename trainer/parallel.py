@@ -1,6 +1,7 @@
 """How the model is spread over ranks: FSDP2 (`fully_shard` per decoder layer and for the whole
-model) or DDP, activation checkpointing per layer, and whole (unsharded) state dicts for
-checkpoints and exports, gathered with `torch.distributed.checkpoint.state_dict`.
+model) or DDP, activation checkpointing per layer, and the state dicts of
+`torch.distributed.checkpoint.state_dict`: sharded ones for checkpoints (each rank its own part,
+resharded when read) and the whole state for the export.
 
 With FSDP each rank holds 1/world of the parameters, gradients and AdamW state; a layer's
 parameters are all-gathered just before it runs and its gradients reduce-scattered after. On a
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict, set_state_dict
 from torch.utils.checkpoint import checkpoint
 
 from refinery.trainer.config import ParallelConfig
@@ -57,26 +58,32 @@ def shard(model: nn.Module, bf16: bool) -> nn.Module:
     return model
 
 
-def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """The whole model and optimizer state on CPU, keyed by parameter names, with the
-    checkpointing wrappers' names taken out. Collective with several ranks (every rank calls it);
-    rank 0 gets the state, the others empty dicts."""
-    model_state, optim_state = get_state_dict(model, optimizer, options=FULL)
-    if not optim_state:
-        return {}, {}
-    return _plain(model_state), {**optim_state, "state": _plain(optim_state["state"]),
-                                 "param_groups": [{**g, "params": [_name(p) for p in g["params"]]}
-                                                  for g in optim_state["param_groups"]]}
+def full_model_state(model: nn.Module) -> dict:
+    """The whole model state on CPU under the plain parameter names (the export). Collective with
+    several ranks (every rank calls it); rank 0 gets the state, the others an empty dict."""
+    return {_name(k): v for k, v in get_model_state_dict(model, options=FULL).items()}
 
 
-def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict, optim_state: dict) -> None:
-    """Load whole state (every rank has read it) into a model sharded or not."""
+def sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """This rank's part of the model and optimizer state (DTensor shards under FSDP, whole tensors
+    otherwise) under the plain parameter names, for torch.distributed.checkpoint; an optimizer
+    that has not stepped yet gets its state initialized, so a checkpoint can be loaded into it."""
+    model_state, optim_state = _renamed(*get_state_dict(model, optimizer), _name)
+    return {"model": model_state, "optimizer": optim_state}
+
+
+def load_sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Set a `sharded_state` (filled from a checkpoint) into the model and optimizer."""
     names = {_name(n): n for n in _names(model)}
-    set_state_dict(model, optimizer, model_state_dict={names[k]: v for k, v in model_state.items()},
-                   optim_state_dict={**optim_state, "state": {names[k]: v for k, v in optim_state["state"].items()},
-                                     "param_groups": [{**g, "params": [names[p] for p in g["params"]]}
-                                                      for g in optim_state["param_groups"]]},
-                   options=StateDictOptions(full_state_dict=True))
+    model_state, optim_state = _renamed(state["model"], state["optimizer"], names.__getitem__)
+    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state)
+
+
+def _renamed(model_state: dict, optim_state: dict, rename) -> tuple[dict, dict]:
+    """Both state dicts with every parameter name passed through `rename`."""
+    return ({rename(k): v for k, v in model_state.items()},
+            {**optim_state, "state": {rename(k): v for k, v in optim_state["state"].items()},
+             "param_groups": [{**g, "params": [rename(p) for p in g["params"]]} for g in optim_state["param_groups"]]})
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> float:
@@ -103,7 +110,3 @@ def _name(key: str) -> str:
 
 def _names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
-
-
-def _plain(state: dict) -> dict:
-    return {_name(k): v for k, v in state.items()}

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 
 from refinery.loaders.dataset import TokenDataset
 from refinery.tokenize.tokenizer import Tokenizer
-from refinery.trainer.checkpoint import load_shared
-from refinery.trainer.config import ModelConfig
+from refinery.trainer import checkpoint
 from refinery.trainer.evaluation.suite import MultipleChoiceTask, NeedleTask, PerplexityTask, Suite, read_questions, sources
 from refinery.trainer.model import InternLM2ForCausalLM
 
@@ -103,10 +102,7 @@ def load_model(checkpoints: str | Path, step: int, device: torch.device) -> Inte
     if key not in _CACHE:
         for old in [k for k in _CACHE if k[0] == "model"]:
             del _CACHE[old]
-        shared = load_shared(checkpoints, step)
-        model = InternLM2ForCausalLM(ModelConfig.model_validate_json(shared["model_config"]))
-        model.load_state_dict(shared["model"])
-        _CACHE[key] = model.to(device).eval()
+        _CACHE[key] = checkpoint.load_model(checkpoints, step).to(device).eval()
     return _CACHE[key]
 
 
