@@ -267,6 +267,34 @@ def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy
                        load_model(run / "checkpoints", 2 * steps).state_dict()["output.weight"])
 
 
+def test_hsdp_on_a_two_by_two_mesh_matches_one_process(shards, tmp_path, one_thread):
+    """HSDP: 4 ranks in 2 replica groups of 2 shards each reach one process's losses, and its
+    checkpoint (shards replicated across groups) resumes in one process."""
+    steps = 2
+    single = tiny_config(tmp_path, micro_batch_size=4, global_batch_size=4)
+    train(load_train_config(single), str(shards), tmp_path / "long", max_steps=2 * steps)
+    (tmp_path / "hsdp").mkdir()
+    hsdp = tiny_config(tmp_path / "hsdp", micro_batch_size=1, global_batch_size=4,
+                       **{"parallel.strategy": "fsdp", "parallel.replicate": 2})
+    _ranks(hsdp, shards, tmp_path / "run", steps, 4)
+    train(load_train_config(single), str(shards), tmp_path / "run", max_steps=2 * steps, resume=True)
+    got, expected = losses(tmp_path / "run"), losses(tmp_path / "long")
+    assert [s for s, _ in got] == list(range(1, 2 * steps + 1))
+    for (_, a), (_, b) in zip(expected, got):
+        assert a == pytest.approx(b, rel=1e-4)
+    with pytest.raises(ValueError, match="replicate 3 does not divide 4 ranks"):
+        load_train_config(tiny_config(tmp_path, **{"parallel.replicate": 3})).parallel.mesh_shape(4)
+
+
+def test_compiled_layers_match_eager(shards, tmp_path, one_thread):
+    eager = tiny_config(tmp_path)
+    train(load_train_config(eager), str(shards), tmp_path / "eager", max_steps=2)
+    (tmp_path / "c").mkdir()
+    train(load_train_config(tiny_config(tmp_path / "c", compile=True)), str(shards), tmp_path / "compiled", max_steps=2)
+    for (_, a), (_, b) in zip(losses(tmp_path / "eager"), losses(tmp_path / "compiled")):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
 def test_config_errors_name_file_and_key(tmp_path):
     from refinery.pipeline.config import ConfigError
     bad = tmp_path / "bad.yaml"

@@ -155,6 +155,18 @@ class ParallelConfig(Strict):
     strategy: Literal["auto", "fsdp", "ddp"] = "auto"
     # Recompute decoder layers' activations in the backward pass: every layer, or every second.
     activation_checkpointing: Literal["none", "full", "selective"] = "none"
+    # HSDP: the ranks form `replicate` groups, each holding the whole model sharded over its ranks
+    # (a 2-D device mesh, replicate x shard: parameters gathered within a group, gradients also
+    # averaged across groups); 1 = FSDP over every rank.
+    replicate: int = Field(default=1, gt=0)
+
+    def mesh_shape(self, ranks: int) -> tuple[int, int] | None:
+        """(replicate, shard) for HSDP, None for one flat mesh; ValueError when it does not divide."""
+        if self.replicate == 1:
+            return None
+        if ranks % self.replicate:
+            raise ValueError(f"parallel.replicate {self.replicate} does not divide {ranks} ranks")
+        return self.replicate, ranks // self.replicate
 
 
 class TrainConfig(Strict):
@@ -175,6 +187,7 @@ class TrainConfig(Strict):
     # auto: bfloat16 autocast on CUDA devices that support it, float32 otherwise.
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch.compile each decoder layer (one graph for all of them; FSDP's collectives stay outside).
     compile: bool = False
     log_every: int = Field(default=1, gt=0)
     tensorboard: bool = True

@@ -34,8 +34,8 @@ from refinery.trainer.data import Batches, open_dataset, open_training_data, sou
 from refinery.trainer.hf import save_hf
 from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
 from refinery.trainer.model import InternLM2ForCausalLM
-from refinery.trainer.parallel import (checkpoint_layers, clip_gradients, full_model_state, load_sharded_state,
-                                       set_gradient_sync, shard, sharded_state, strategy)
+from refinery.trainer.parallel import (checkpoint_layers, clip_gradients, compile_layers, full_model_state,
+                                       load_sharded_state, set_gradient_sync, shard, sharded_state, strategy)
 from refinery.trainer.optim import adamw, scheduler
 
 
@@ -206,7 +206,8 @@ def train(cfg: TrainConfig, data: str, out: str | os.PathLike, *, max_steps: int
 
 
 def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
-    accumulation = cfg.accumulation(world)  # before any work: the batch numbers must divide
+    accumulation = cfg.accumulation(world)  # before any work: the batch numbers must divide,
+    mesh_shape = cfg.parallel.mesh_shape(world)  # and HSDP's groups must split the ranks
     out.mkdir(parents=True, exist_ok=True)
     if not resume and (out / "checkpoints").exists() and CheckpointManager(out / "checkpoints").latest_step():
         raise FileExistsError(f"{out} holds checkpoints of an earlier run: continue it with --resume auto, "
@@ -223,8 +224,10 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     model = InternLM2ForCausalLM(model_cfg).to(device)
     kind = strategy(cfg.parallel, world)
     checkpoint_layers(model, cfg.parallel.activation_checkpointing)
+    if cfg.compile:
+        compile_layers(model)
     if kind == "fsdp":
-        shard(model, bf16=_bf16(cfg, device))
+        shard(model, _bf16(cfg, device), mesh_shape, device)
     optimizer = adamw(model, cfg.optim)
     sched = scheduler(optimizer, cfg.optim, total_steps)
     # the checkpoint's collectives run on a group of their own, beside the training's
@@ -254,8 +257,6 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         dist.barrier()
 
     train_model = DistributedDataParallel(model) if kind == "ddp" else model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
     autocast = _autocast(cfg, device)
     valid = None
     if cfg.data.valid and cfg.data.valid_every:

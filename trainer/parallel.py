@@ -48,14 +48,26 @@ def checkpoint_layers(model: nn.Module, mode: str) -> None:
             layers[i] = _Checkpointed(layers[i])
 
 
-def shard(model: nn.Module, bf16: bool) -> nn.Module:
+def shard(model: nn.Module, bf16: bool, mesh_shape: tuple[int, int] | None, device: torch.device) -> nn.Module:
+    """FSDP2 per decoder layer and for the whole model, over every rank or, with `mesh_shape`
+    (replicate, shard), HSDP on a 2-D mesh."""
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    mesh = init_device_mesh(device.type, mesh_shape, mesh_dim_names=("replicate", "shard")) if mesh_shape else None
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
     for layer in model.model.layers:
-        fully_shard(layer, mp_policy=policy)
-    fully_shard(model, mp_policy=policy)
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
+
+
+def compile_layers(model: nn.Module) -> None:
+    """torch.compile each decoder layer on its own (one graph reused by all of them), leaving the
+    FSDP collectives between layers outside the graphs."""
+    layers = model.model.layers
+    for i in range(len(layers)):
+        layers[i] = torch.compile(layers[i])
 
 
 def full_model_state(model: nn.Module) -> dict:
