@@ -267,6 +267,34 @@ def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy
                        load_model(run / "checkpoints", 2 * steps).state_dict()["output.weight"])
 
 
+def test_sigkill_of_two_fsdp_ranks_then_resume_on_one(shards, reference, tmp_path, one_thread):
+    """Two FSDP ranks killed mid-run (every process of the job); one process resumes from their
+    sharded checkpoint and continues the uninterrupted curve."""
+    conf, expected, _ = reference
+    raw = yaml.safe_load(conf.read_text())
+    raw.update(micro_batch_size=raw["global_batch_size"] // 2, parallel={"strategy": "fsdp"})
+    (tmp_path / "two").mkdir()
+    two = tmp_path / "two" / "train.yaml"
+    two.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(two), "--data", str(shards), "--out", str(out),
+           "--max-steps", str(STEPS), "--nproc-per-node", "2"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= EVERY + 3):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert CheckpointManager(out / "checkpoints").latest_step() >= EVERY
+    train(load_train_config(conf), str(shards), out, max_steps=STEPS, resume=True)
+    got = losses(out)
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    for (_, a), (_, b) in zip(expected, got):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
 def test_hsdp_on_a_two_by_two_mesh_matches_one_process(shards, tmp_path, one_thread):
     """HSDP: 4 ranks in 2 replica groups of 2 shards each reach one process's losses, and its
     checkpoint (shards replicated across groups) resumes in one process."""
