@@ -1,5 +1,6 @@
-"""The rules stage as it was written first, one document at a time in Python: the reference the
-compiled rules in `refinery.stages.rule_families` must decide exactly like (tests/test_rules_reference.py).
+"""The normalize and rules stages as they were written first, one document at a time in Python:
+the references the batch versions (Arrow kernels for normalize, numba kernels in
+`refinery.stages.rule_families` for the rules) must equal exactly (tests/test_text_reference.py).
 
 Words come from one `regex` pattern (spaCy-like English tokens, Han and kana one per character),
 lines from `str.splitlines`, duplicates from Python sets.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -63,6 +65,12 @@ def is_cjk(text: str, lang: str | None) -> bool:
 def split_words(text: str, cjk: bool = False) -> list[str]:
     """Words and punctuation tokens of `text` (Han and kana one per character when `cjk`)."""
     return (TOKEN_CJK if cjk else TOKEN).findall(text)
+
+
+def normalize(text: str, form: str = "NFC", max_blank_lines: int = 1) -> str:
+    text = unicodedata.normalize(form, text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r"[ \t\u00a0]+\n", "\n", text)
+    return re.sub(r"\n{%d,}" % (max_blank_lines + 2), "\n" * (max_blank_lines + 1), text).strip()
 
 
 @dataclass

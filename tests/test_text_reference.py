@@ -1,6 +1,7 @@
-"""The compiled rules decide exactly like the per-document reference (tests/rules_reference.py):
-the same word tokens, the same failed rules in the same order, and the same C4-reduced text, on
-every real page of the fixture and on generated edge cases, with every family on."""
+"""The batch versions of the text stages equal the per-document references (tests/text_reference.py):
+normalize gives the same text; the compiled rules give the same word tokens, the same failed
+rules in the same order and the same C4-reduced text; on every real page of the fixture and on
+generated edge cases, with every rule family on."""
 from __future__ import annotations
 
 import gzip
@@ -11,7 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-import rules_reference as reference
+import text_reference as reference
+from refinery.stages.normalize import Normalize, NormalizeParams
 from refinery.stages.rules import Rules, RulesParams
 from refinery.stages.words import split_words
 
@@ -108,3 +110,16 @@ def test_edge_cases_decided_alike(params):
             assert (failed[i], rewritten[i]) == (want_failed[i], want_rewritten[i]), text[:300]
     fired = {rule for rules in failed for rule in rules}
     assert len(fired) >= 20, fired
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFKC"])
+def test_normalize_equals_the_reference(form):
+    texts = PAGES + generated(1500) + ["a \t\xa0\r\n\r\n\r\r\n\n\n\nb \n", "\x1c\u3000 x \x1f\u2029", "ﬁ é ①"]
+    for blank_lines in (0, 1, 3):
+        params = NormalizeParams(form=form, max_blank_lines=blank_lines)
+        batch = pa.RecordBatch.from_pylist([{"id": str(i), "text": t} for i, t in enumerate(texts)])
+        out = Normalize(params).process(batch)
+        got = out.batch.column("text").to_pylist()
+        want = [reference.normalize(t, form, blank_lines) for t in texts]
+        assert got == want
+        assert out.failed["empty_text"].tolist() == [not w for w in want]
