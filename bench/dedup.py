@@ -155,12 +155,13 @@ def datatrove_child(work: Path) -> None:
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import ParquetWriter
+    from datatrove_compat import minhash_signature
 
     out = work / "datatrove-run"
     config = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=9)
     reader = lambda: ParquetReader(str(work / "input"), text_key="text", id_key="id")  # noqa: E731
     steps = [
-        ([reader(), MinhashDedupSignature(output_folder=str(out / "signatures"), config=config)], FILES),
+        ([reader(), minhash_signature(MinhashDedupSignature(output_folder=str(out / "signatures"), config=config))], FILES),
         ([MinhashDedupBuckets(input_folder=str(out / "signatures"), output_folder=str(out / "buckets"), config=config)], config.num_buckets),
         ([MinhashDedupCluster(input_folder=str(out / "buckets"), output_folder=str(out / "remove_ids"), config=config)], 1),
         ([reader(), MinhashDedupFilter(input_folder=str(out / "remove_ids")), ParquetWriter(str(out / "docs"))], FILES),
