@@ -78,6 +78,11 @@ def atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fd = os.open(folder, os.O_RDONLY)  # the rename itself survives a power loss
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         return
     with fs.open_output_stream(path) as out:
         out.write(data)

@@ -18,7 +18,7 @@ import yaml
 
 from refinery.tokenize.shards import write_shards
 from refinery.tokenize.tokenizer import Tokenizer
-from refinery.trainer.checkpoint import CheckpointManager, load_model, read_trainer_state
+from refinery.trainer.checkpoint import CheckpointManager, complete_steps, load_model, read_trainer_state
 from refinery.trainer.config import TrainConfig, load_train_config
 from refinery.trainer.hf import load_hf
 from refinery.trainer.loop import train
@@ -69,8 +69,8 @@ def test_conf_train_presets_validate():
 
 
 _DRIVER = """
-import os, signal, sys, torch
-from refinery.pipeline import cli
+import os, signal, sys
+from refinery.pipeline import cli, storage
 from refinery.trainer import checkpoint, loop
 mode, k = sys.argv[1], int(sys.argv[2])
 if mode == "step":
@@ -81,25 +81,25 @@ if mode == "step":
             os.kill(os.getpid(), signal.SIGKILL)
     loop._Writer.write = killing_write
 else:
-    save, seen = checkpoint.atomic_save, []
-    def killing_save(obj, path):
-        if path.name == "trainer.pt":
+    write, seen = checkpoint.atomic_write, []
+    def killing_write(fs, path, data):
+        if path.endswith("/trainer.pt"):
             seen.append(path)
             if len(seen) == k:
-                with open(path.with_name("." + path.name + ".x.tmp"), "wb") as fh:
-                    torch.save(obj, fh)
-                    fh.truncate(fh.tell() // 2)
+                folder, name = os.path.split(path)
+                with open(os.path.join(folder, storage.temporary_name(name)), "wb") as fh:
+                    fh.write(data[: len(data) // 2])
                 os.kill(os.getpid(), signal.SIGKILL)
-        save(obj, path)
-    checkpoint.atomic_save = killing_save
+        write(fs, path, data)
+    checkpoint.atomic_write = killing_write
 sys.exit(cli.main(sys.argv[3:]))
 """
 
 
-def _killed_run(mode: str, k: int, conf: Path, shards: Path, out: Path, steps: int) -> None:
+def _killed_run(mode: str, k: int, conf: Path, shards: Path, out: Path, steps: int, env: dict | None = None) -> None:
     cmd = [sys.executable, "-c", _DRIVER, mode, str(k), "train", str(conf), "--data", str(shards),
            "--out", str(out), "--max-steps", str(steps)]
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
 
@@ -293,6 +293,29 @@ def test_sigkill_of_two_fsdp_ranks_then_resume_on_one(shards, reference, tmp_pat
     assert [s for s, _ in got] == [s for s, _ in expected]
     for (_, a), (_, b) in zip(expected, got):
         assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_checkpoints_on_an_object_store(shards, reference, s3, tmp_path, one_thread):
+    """checkpoint.folder on S3 (moto): a run killed after step 9 resumes from the store to the
+    uninterrupted curve, and a checkpoint's model is read back from it by the export."""
+    conf, expected, _ = reference
+    folder = f"s3://{s3.bucket('checkpoints')}/run"
+    raw = yaml.safe_load(conf.read_text())
+    raw["checkpoint"].update(folder=folder, keep=2)
+    (tmp_path / "conf").mkdir()
+    remote = tmp_path / "conf" / "train.yaml"
+    remote.write_text(yaml.safe_dump(raw))
+    _killed_run("step", 9, remote, shards, tmp_path / "run", STEPS, env=s3.env)
+    done = complete_steps(folder)  # step 8's may still have been in flight when the kill came
+    assert done[:1] == [4] and set(done) <= {4, 8} and not (tmp_path / "run" / "checkpoints").exists()
+    train(load_train_config(remote), str(shards), tmp_path / "run", max_steps=STEPS, resume=True)
+    assert losses(tmp_path / "run") == expected
+    assert complete_steps(folder) == [12, 16]  # keep=2, pruned on the store
+    from refinery.pipeline import cli
+
+    assert cli.main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    assert torch.equal(load_hf(tmp_path / "hf").state_dict()["output.weight"],
+                       load_hf(tmp_path / "run" / "hf").state_dict()["output.weight"])
 
 
 def test_hsdp_on_a_two_by_two_mesh_matches_one_process(shards, tmp_path, one_thread):

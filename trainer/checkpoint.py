@@ -1,7 +1,8 @@
 """Checkpoints that survive being killed at any instant, written while training goes on, and
-read back on any number of ranks.
+read back on any number of ranks, on a local disk or an object store (`checkpoint.folder:
+s3://bucket/run/checkpoints`).
 
-Layout under `DIR/checkpoints/`:
+Layout under the checkpoint folder (default `DIR/checkpoints/`):
 
     step_00000040/state/             model and optimizer: each rank writes the shards it holds
                                      (torch.distributed.checkpoint: `.metadata` and a `.distcp` per rank)
@@ -12,28 +13,33 @@ Layout under `DIR/checkpoints/`:
 
 The sharded state is resharded when it is read, so a run saved on 2 ranks resumes on 1 or on 4,
 and a reader beside the training (the evaluator, an export) takes the whole model in one
-process. Files of our own are written to a temporary name, fsynced and renamed; a checkpoint
-counts only once `meta.json` exists, so a kill during a write leaves the previous checkpoint in
-charge. Saving stages the state into host memory (a copy, so the optimizer may step on), then a
+process. Every file of our own is written atomically (`refinery.pipeline.storage.atomic_write`:
+a temporary name fsynced and renamed on a disk, one PUT on an object store); a checkpoint counts
+only once `meta.json` exists, so a kill during a write leaves the previous checkpoint in charge.
+Saving stages the state into host memory (a copy, so the optimizer may step on), then a
 background thread persists it; the next save waits for it. Only the newest `keep` complete
 checkpoints stay.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import shutil
 import threading
 import time
-import uuid
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import torch
 import torch.distributed.checkpoint as dcp
+import yaml
+from torch.distributed.checkpoint.filesystem import FileSystemBase
 
+from refinery.pipeline.storage import atomic_write, filesystem, is_local, is_temporary, list_folders
 from refinery.trainer.config import ModelConfig
 from refinery.trainer.model import InternLM2ForCausalLM
 
@@ -57,33 +63,17 @@ def snapshot(obj: Any) -> Any:
     return obj
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """A local text file written atomically (readers see the old or the new file, never half)."""
+    atomic_write(pafs.LocalFileSystem(), os.path.abspath(path), text.encode())
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+def folder_of(train_out: str | os.PathLike) -> str:
+    """The checkpoint folder of a training output folder: its `train.yaml`'s `checkpoint.folder`,
+    else `TRAIN_OUT/checkpoints`."""
+    config = Path(train_out) / "train.yaml"
+    folder = yaml.safe_load(config.read_text()).get("checkpoint", {}).get("folder") if config.exists() else None
+    return folder or str(Path(train_out) / "checkpoints")
 
 
 def step_dir_name(step: int) -> str:
@@ -94,15 +84,74 @@ def rank_file(rank: int) -> str:
     return f"rank-{rank:05d}.pt"
 
 
+def _join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts)
+
+
+class _Files(FileSystemBase):
+    """torch.distributed.checkpoint's file access on a pyarrow filesystem (an object store)."""
+
+    def __init__(self, fs: pafs.FileSystem):
+        self.fs = fs
+
+    @contextmanager
+    def create_stream(self, path, mode: str):
+        stream = self.fs.open_input_file(str(path)) if "r" in mode else self.fs.open_output_stream(str(path))
+        with stream:
+            yield stream
+
+    def concat_path(self, path, suffix: str) -> str:
+        return _join(str(path), suffix)
+
+    def rename(self, path, new_path) -> None:
+        self.fs.move(str(path), str(new_path))
+
+    def init_path(self, path) -> str:
+        return str(path)
+
+    def mkdir(self, path) -> None:
+        self.fs.create_dir(str(path), recursive=True)
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id) -> bool:
+        return True
+
+    def exists(self, path) -> bool:
+        return self.fs.get_file_info(str(path)).type != pafs.FileType.NotFound
+
+    def rm_file(self, path) -> None:
+        self.fs.delete_file(str(path))
+
+
+def _storage(uri: str, writer: bool):
+    """DCP's reader or writer of the state folder at `uri`: its own for a local folder, on the
+    pyarrow filesystem of an object store (where a closed upload is already durable)."""
+    if is_local(uri):
+        return dcp.FileSystemWriter(uri) if writer else dcp.FileSystemReader(uri)
+    fs, path = filesystem(uri)
+    storage = dcp.FileSystemWriter(path, sync_files=False) if writer else dcp.FileSystemReader(path)
+    storage.fs, storage.path = _Files(fs), path
+    return storage
+
+
+def _save_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _load(fs: pafs.FileSystem, path: str) -> Any:
+    with fs.open_input_file(path) as fh:
+        return torch.load(io.BytesIO(fh.read()), map_location="cpu", weights_only=True)
+
+
 def complete_steps(root: str | os.PathLike) -> list[int]:
     """The steps of the complete checkpoints under `root` (none when it does not exist); reads only."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
+    fs, path = filesystem(str(root))
     steps = []
-    for entry in root.iterdir():
-        m = _STEP_DIR.match(entry.name)
-        if m and (entry / "meta.json").exists():
+    for name in list_folders(fs, path):
+        m = _STEP_DIR.match(name)
+        if m and fs.get_file_info(_join(path, name, "meta.json")).type == pafs.FileType.File:
             steps.append(int(m.group(1)))
     return sorted(steps)
 
@@ -110,7 +159,8 @@ def complete_steps(root: str | os.PathLike) -> list[int]:
 def read_trainer_state(root: str | os.PathLike, step: int) -> dict:
     """Step, scheduler and model config of a complete checkpoint. FileNotFoundError once the
     trainer's keep-N policy has removed it."""
-    return torch.load(Path(root) / step_dir_name(step) / TRAINER_FILE, map_location="cpu", weights_only=True)
+    fs, path = filesystem(str(root))
+    return _load(fs, _join(path, step_dir_name(step), TRAINER_FILE))
 
 
 def load_model(root: str | os.PathLike, step: int) -> InternLM2ForCausalLM:
@@ -120,11 +170,12 @@ def load_model(root: str | os.PathLike, step: int) -> InternLM2ForCausalLM:
     cfg = ModelConfig.model_validate_json(read_trainer_state(root, step)["model_config"])
     model = InternLM2ForCausalLM(cfg)
     state = model.state_dict()  # the parameters themselves: filled in place
-    folder = Path(root) / step_dir_name(step) / STATE_DIR
+    folder = _join(str(root), step_dir_name(step), STATE_DIR)
     try:
-        dcp.load({"model": state}, checkpoint_id=folder)
+        dcp.load({"model": state}, storage_reader=_storage(folder, writer=False))
     except Exception as err:
-        if not folder.exists():
+        fs, path = filesystem(folder)
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"{folder}: removed while it was read") from err
         raise
     return model
@@ -133,16 +184,24 @@ def load_model(root: str | os.PathLike, step: int) -> InternLM2ForCausalLM:
 class CheckpointManager:
     def __init__(self, root: str | os.PathLike, *, rank: int = 0, world_size: int = 1, keep: int = 3,
                  asynchronous: bool = True, rank_timeout_s: float = 600.0, group=None):
-        """`group`: a process group of its own for the checkpoint's collectives (gloo), so that a
-        save in the background never interleaves with the training's; None with one process."""
-        self.root = Path(root)
+        """`root`: a local folder or an object-store URI. `group`: a process group of its own for
+        the checkpoint's collectives (gloo), so that a save in the background never interleaves
+        with the training's; None with one process."""
+        self.root = str(root)
+        self.fs, self.path = filesystem(self.root)
         self.rank, self.world_size, self.keep = rank, world_size, keep
         self.asynchronous = asynchronous
         self.rank_timeout_s = rank_timeout_s
         self.group = group
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.fs.create_dir(self.path, recursive=True)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+
+    def _file(self, *parts: str) -> str:
+        return _join(self.path, *parts)
+
+    def _exists(self, *parts: str) -> bool:
+        return self.fs.get_file_info(self._file(*parts)).type != pafs.FileType.NotFound
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -158,13 +217,15 @@ class CheckpointManager:
         """Fill `state` (this rank's sharded model and optimizer state dicts) in place from a
         complete checkpoint, whatever the world size that wrote it; returns (trainer state,
         this rank's state)."""
-        folder = self.root / step_dir_name(step)
-        meta = json.loads((folder / "meta.json").read_text())
-        dcp.load(state, checkpoint_id=folder / STATE_DIR, process_group=self.group)
+        folder = step_dir_name(step)
+        with self.fs.open_input_file(self._file(folder, "meta.json")) as fh:
+            meta = json.loads(fh.read())
+        dcp.load(state, storage_reader=_storage(_join(self.root, folder, STATE_DIR), writer=False),
+                 process_group=self.group)
         # A run resumed on fewer or more ranks takes rank 0's loader position: the loader
         # state is global (windows consumed by all ranks), so any rank's copy serves.
-        own = folder / rank_file(self.rank if self.rank < meta["world_size"] else 0)
-        return read_trainer_state(self.root, step), torch.load(own, map_location="cpu", weights_only=True)
+        own = rank_file(self.rank if self.rank < meta["world_size"] else 0)
+        return read_trainer_state(self.root, step), _load(self.fs, self._file(folder, own))
 
     # ---- writing --------------------------------------------------------------------------
 
@@ -172,13 +233,14 @@ class CheckpointManager:
         """Stage now (every rank, collectively); persist now or in the background. `state` is
         this rank's sharded state; `trainer` is given on rank 0 only."""
         self.wait()
-        folder = self.root / step_dir_name(step)
+        folder = step_dir_name(step)
         trainer, own = snapshot(trainer), snapshot(own)
+        writer = _storage(_join(self.root, folder, STATE_DIR), writer=True)
         if not self.asynchronous:
-            dcp.save(state, checkpoint_id=folder / STATE_DIR, process_group=self.group)
+            dcp.save(state, storage_writer=writer, process_group=self.group)
             self._persist(folder, step, trainer, own)
             return
-        written = dcp.async_save(state, checkpoint_id=folder / STATE_DIR, process_group=self.group)
+        written = dcp.async_save(state, storage_writer=writer, process_group=self.group)
         self._thread = threading.Thread(target=self._run, args=(written, folder, step, trainer, own),
                                         name="checkpoint", daemon=True)
         self._thread.start()
@@ -192,40 +254,43 @@ class CheckpointManager:
             err, self._error = self._error, None
             raise RuntimeError("checkpoint write failed") from err
 
-    def _run(self, written, folder: Path, step: int, trainer: dict | None, own: dict) -> None:
+    def _run(self, written, folder: str, step: int, trainer: dict | None, own: dict) -> None:
         try:
             written.result()
             self._persist(folder, step, trainer, own)
         except BaseException as exc:  # surfaced by the next save() or wait()
             self._error = exc
 
-    def _persist(self, folder: Path, step: int, trainer: dict | None, own: dict) -> None:
+    def _persist(self, folder: str, step: int, trainer: dict | None, own: dict) -> None:
         """After the shards: this rank's file; on rank 0 the trainer state, then, once every
         rank's file is there, `meta.json` and `latest`."""
-        atomic_save(own, folder / rank_file(self.rank))
+        atomic_write(self.fs, self._file(folder, rank_file(self.rank)), _save_bytes(own))
         if self.rank != 0:
             return
-        atomic_save(trainer, folder / TRAINER_FILE)
+        atomic_write(self.fs, self._file(folder, TRAINER_FILE), _save_bytes(trainer))
         deadline = time.monotonic() + self.rank_timeout_s
-        missing = [r for r in range(self.world_size) if not (folder / rank_file(r)).exists()]
+        missing = [r for r in range(self.world_size) if not self._exists(folder, rank_file(r))]
         while missing:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{folder}: ranks {missing} did not write their checkpoint files")
+                raise TimeoutError(f"{self._file(folder)}: ranks {missing} did not write their checkpoint files")
             time.sleep(0.05)
-            missing = [r for r in missing if not (folder / rank_file(r)).exists()]
+            missing = [r for r in missing if not self._exists(folder, rank_file(r))]
         meta = {"step": step, "world_size": self.world_size, "time": time.time()}
-        atomic_write_text(folder / "meta.json", json.dumps(meta) + "\n")
-        atomic_write_text(self.root / "latest", step_dir_name(step) + "\n")
+        atomic_write(self.fs, self._file(folder, "meta.json"), (json.dumps(meta) + "\n").encode())
+        atomic_write(self.fs, self._file("latest"), (folder + "\n").encode())
         self._prune()
 
     def _prune(self) -> None:
         for old in self.complete_steps()[:-self.keep]:
-            shutil.rmtree(self.root / step_dir_name(old), ignore_errors=True)
+            self.fs.delete_dir(self._file(step_dir_name(old)))
 
     def discard_incomplete(self) -> None:
-        """Remove folders a killed run left without `meta.json` (rank 0, before training resumes)."""
-        for entry in self.root.iterdir():
-            if _STEP_DIR.match(entry.name) and not (entry / "meta.json").exists():
-                shutil.rmtree(entry, ignore_errors=True)
-            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                entry.unlink(missing_ok=True)
+        """Remove folders a killed run left without `meta.json` (rank 0, before training resumes),
+        and temporary files of writes it did not finish."""
+        for name in list_folders(self.fs, self.path):
+            if _STEP_DIR.match(name) and not self._exists(name, "meta.json"):
+                self.fs.delete_dir(self._file(name))
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True))
+        for info in infos:
+            if info.type == pafs.FileType.File and is_temporary(info.base_name):
+                self.fs.delete_file(info.path)

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--nproc-per-node", type=int, default=1, help="ranks on this machine, via torchrun")
     parser.set_defaults(func=run)
     export = subparsers.add_parser("export", help="write a checkpoint's model as a Hugging Face folder")
-    export.add_argument("train_out", help="a training output folder, or its checkpoints/ folder")
+    export.add_argument("train_out", help="a training output folder, or a checkpoint folder or URI")
     export.add_argument("--step", type=int, help="the checkpoint's step (default: the newest complete one)")
     export.add_argument("--out", required=True, help="the folder to write")
     export.add_argument("--llama", action="store_true", help="LLaMA layout (convert2llama's mapping), not InternLM2's")
@@ -41,11 +41,11 @@ def run_export(args: argparse.Namespace) -> int:
     """One checkpoint's model, gathered from its shards in this process, as an InternLM2 or LLaMA folder."""
     from pathlib import Path
 
-    from refinery.trainer.checkpoint import complete_steps, load_model
+    from refinery.trainer.checkpoint import complete_steps, folder_of, load_model
     from refinery.trainer.hf import export_llama, save_hf
 
-    root = Path(args.train_out)
-    root = root / "checkpoints" if (root / "checkpoints").is_dir() else root
+    given = Path(args.train_out)
+    root = folder_of(given) if (given / "train.yaml").exists() or (given / "checkpoints").is_dir() else args.train_out
     steps = complete_steps(root)
     step = args.step if args.step is not None else (steps[-1] if steps else None)
     if step not in steps:

@@ -125,6 +125,8 @@ class CheckpointConfig(Strict):
     keep: int = Field(default=3, gt=0)
     # Snapshot to memory, write in a background thread while training continues.
     asynchronous: bool = True
+    # A local folder or an object-store URI (s3://bucket/run/checkpoints); default OUT/checkpoints.
+    folder: str | None = None
 
 
 class DataSource(Strict):

@@ -28,7 +28,7 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text
+from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text, complete_steps
 from refinery.trainer.config import TrainConfig
 from refinery.trainer.data import Batches, open_dataset, open_training_data, source_names, to_device, vocab_size_of
 from refinery.trainer.hf import save_hf
@@ -209,8 +209,9 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     accumulation = cfg.accumulation(world)  # before any work: the batch numbers must divide,
     mesh_shape = cfg.parallel.mesh_shape(world)  # and HSDP's groups must split the ranks
     out.mkdir(parents=True, exist_ok=True)
-    if not resume and (out / "checkpoints").exists() and CheckpointManager(out / "checkpoints").latest_step():
-        raise FileExistsError(f"{out} holds checkpoints of an earlier run: continue it with --resume auto, "
+    checkpoints = cfg.checkpoint.folder or str(out / "checkpoints")
+    if not resume and complete_steps(checkpoints):
+        raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: continue it with --resume auto, "
                               f"or train into a new --out")
     dataset = open_training_data(cfg.data, data, rank=rank, world_size=world)
     batches = Batches(dataset, cfg.micro_batch_size)
@@ -231,7 +232,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     optimizer = adamw(model, cfg.optim)
     sched = scheduler(optimizer, cfg.optim, total_steps)
     # the checkpoint's collectives run on a group of their own, beside the training's
-    ckpt = CheckpointManager(out / "checkpoints", rank=rank, world_size=world, keep=cfg.checkpoint.keep,
+    ckpt = CheckpointManager(checkpoints, rank=rank, world_size=world, keep=cfg.checkpoint.keep,
                              asynchronous=cfg.checkpoint.asynchronous,
                              group=dist.new_group(backend="gloo") if world > 1 else None)
     step = 0

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text
+from refinery.trainer.checkpoint import atomic_write_text, complete_steps, folder_of
 
 # Failure classes, and whether a restart from the latest checkpoint can help.
 RETRY = {
@@ -141,5 +141,5 @@ class Supervisor:
 
 
 def _latest_step(out: Path) -> int | None:
-    root = out / "checkpoints"
-    return CheckpointManager(root).latest_step() if root.exists() else None
+    steps = complete_steps(folder_of(out))
+    return steps[-1] if steps else None

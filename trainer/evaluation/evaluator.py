@@ -25,7 +25,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from refinery.trainer.checkpoint import atomic_write_text, complete_steps, step_dir_name
+from refinery.trainer.checkpoint import atomic_write_text, complete_steps, folder_of, step_dir_name
 from refinery.trainer.evaluation.suite import Suite
 from refinery.trainer.evaluation.tasks import Part, merge, plan, run_trial
 from refinery.trainer.loop import FINISHED
@@ -39,7 +39,7 @@ def _trial(suite: Suite, checkpoints: str, step: int, part: Part) -> dict:
     try:
         return {"partial": run_trial(suite, checkpoints, step, part)}
     except FileNotFoundError as err:
-        if not (Path(checkpoints) / step_dir_name(step)).exists():
+        if step not in complete_steps(checkpoints):
             return {"gone": str(err)}
         return {"error": traceback.format_exc()}
     except Exception:  # noqa: BLE001 - a failed trial is classified and retried by the evaluator
@@ -106,7 +106,7 @@ class Evaluator:
                  address: str | None = None, watch: bool = False, poll_s: float = 2.0,
                  idle_timeout_s: float | None = None):
         self.root = Path(train_out)
-        self.checkpoints = self.root / "checkpoints"
+        self.checkpoints = folder_of(self.root)
         self.out = self.root / "eval"
         self.suite = suite
         self.tasks = {t.name: t for t in suite.tasks}
@@ -210,7 +210,7 @@ class Evaluator:
                     last_new = time.monotonic()
                 busy = {(s, p.task, p.key) for s, p, _ in running.values()}
                 for step, part in self._pending(steps, busy)[: max(0, self.workers - len(running))]:
-                    running[backend.submit(self.suite, str(self.checkpoints), step, part)] = (step, part, 0)
+                    running[backend.submit(self.suite, self.checkpoints, step, part)] = (step, part, 0)
                 if not running:
                     idle = self.idle_timeout_s is not None and time.monotonic() - last_new > self.idle_timeout_s
                     if not self.watch or finished or idle:
@@ -249,7 +249,7 @@ class Evaluator:
         elif attempt < self.suite.retries:
             self.status["retries"] += 1
             self._record_failure(step, part, attempt, outcome["error"])
-            running[backend.submit(self.suite, str(self.checkpoints), step, part)] = (step, part, attempt + 1)
+            running[backend.submit(self.suite, self.checkpoints, step, part)] = (step, part, attempt + 1)
         else:
             self._record_failure(step, part, attempt, outcome["error"])
             self.failed.add((step, part.task, part.key))
