@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from refinery.classifiers import corpora
 from refinery.classifiers.fasttext_model import FastTextClassifier
-from refinery.classifiers.paths import REPO_ROOT
+from refinery.pipeline.resources import package_root
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams
 
-MODEL = REPO_ROOT / "models" / "classifiers" / "quality.ftz"
+MODEL = package_root() / "models" / "classifiers" / "quality.ftz"
 
 
 def documents(root: Path) -> list[str]:
@@ -89,7 +89,7 @@ def reference_kept(texts: list[str]) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(package_root().parent / "shared" / "data"))
     parser.add_argument("--repeat", type=int, default=3, help="copies of the document set")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each; the fastest counts")

@@ -55,7 +55,7 @@ def measure(stage_name: str, size: int) -> dict:
 
     from refinery.pipeline.plan import tag
     from refinery.pipeline.stage import run_map_stage
-    from refinery.stages import stage_class
+    from refinery.pipeline.registry import stage_class
 
     raw = document(size).encode()
     offsets = pa.py_buffer(np.array([0, len(raw)], dtype=np.int64).tobytes())

@@ -22,7 +22,7 @@ from refinery.classifiers import corpora
 from refinery.classifiers.build import is_test
 from refinery.classifiers.coherence import coherence, load_scorer
 from refinery.classifiers.metrics import roc_auc
-from refinery.classifiers.paths import REPO_ROOT
+from refinery.pipeline.resources import package_root
 
 
 UNIT_CHARS = 500
@@ -58,9 +58,9 @@ def shuffled_documents(real: list[tuple[str, list[str]]], root: Path, seed: int)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data", default=str(package_root().parent / "shared" / "data"))
     parser.add_argument("--scorer", default="ngram")
-    parser.add_argument("--model", default=str(REPO_ROOT / "models" / "classifiers" / "coherence-ngram.npz"))
+    parser.add_argument("--model", default=str(package_root() / "models" / "classifiers" / "coherence-ngram.npz"))
     parser.add_argument("--tokenizer", help="sentencepiece model (internlm2 scorer)")
     parser.add_argument("--segment-chars", type=int, default=1000)
     parser.add_argument("--max-pairs", type=int, default=32)

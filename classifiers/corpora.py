@@ -138,7 +138,3 @@ def chunks(text: str, target_chars: int, by_lines: bool = False) -> list[str]:
     if current:
         out.append("\n".join(current))
     return out
-
-
-def paragraphs(text: str, min_chars: int = 1) -> list[str]:
-    return [p.strip() for p in _PARAGRAPH.split(text) if len(p.strip()) >= min_chars]

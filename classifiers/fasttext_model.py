@@ -24,17 +24,18 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
+from refinery.classifiers.ngram import tokens
+
 LABEL_PREFIX = "__label__"
 # DenseMatrix::uniform initialises (rows*dim)/10 values per thread, for 10 blocks.
 MIN_TRAIN_THREADS = 10
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def prepare(text: str, max_chars: int | None = None) -> str:
     """One line of lowercased tokens (words and single punctuation marks), as seen in training."""
     if max_chars is not None:
         text = text[:max_chars]
-    return " ".join(_TOKEN.findall(text.lower()))
+    return " ".join(tokens(text))
 
 
 def _re2_class(codepoints: Iterable[int]) -> str:

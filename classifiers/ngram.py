@@ -23,6 +23,8 @@ UNK = 0
 
 
 def tokens(text: str) -> list[str]:
+    """Lower-cased words and single punctuation marks: what the n-gram model and the fastText
+    classifiers (`fasttext_model.prepare`) read."""
     return _TOKEN.findall(text.lower())
 
 

@@ -1,4 +1,4 @@
-"""Streaming loaders over token shards (DESIGN.md "Loader"): `TokenDataset` yields packed,
+"""Streaming loaders over token shards (docs/architecture.md, "Trainer side"): `TokenDataset` yields packed,
 resumable windows; `TokenLoader` batches them with DataLoader workers and keeps the state."""
 from refinery.loaders.dataset import IGNORE_INDEX, TokenDataset, collate_windows
 from refinery.loaders.mixture import MixtureDataset

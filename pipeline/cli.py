@@ -43,6 +43,26 @@ def _stats(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    """A run's statistics report, or a training's (its --out holds metrics.jsonl)."""
+    from refinery.pipeline.funnel import is_partial, load_stats
+    from refinery.pipeline.report import write_report
+    from refinery.pipeline.rundir import open_existing_run
+
+    if os.path.isfile(os.path.join(args.run, "metrics.jsonl")):  # a training's --out: its loss and evaluations
+        from refinery.trainer.evaluation.report import write_report as write_training_report
+
+        print(write_training_report(args.run, args.output))
+        return 0
+    run = open_existing_run(args.run)
+    if run is None:
+        return 2
+    stats = load_stats(run)
+    path = write_report(run, args.output, stats)
+    print(f"{path}{' (partial figures: job running or interrupted)' if is_partial(stats) else ''}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refinery", description="Pretraining-data pipeline for LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -59,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats_p.add_argument("run")
     stats_p.add_argument("--json", action="store_true", help="the merged statistics as JSON")
     stats_p.set_defaults(func=_stats)
+
+    report_p = sub.add_parser("report", help="write a run's statistics report (or a training's loss and "
+                                     "evaluation report), one self-contained HTML page")
+    report_p.add_argument("run")
+    report_p.add_argument("-o", "--output", help="output file (default: RUN/stats/report.html)")
+    report_p.set_defaults(func=_report)
 
     for name in EXTENSIONS:
         try:

@@ -13,22 +13,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from refinery.pipeline.core import ConfigError, Strict
 from refinery.pipeline.storage import expand, is_local
-from refinery.stages import STAGES, stage_class
+from refinery.pipeline.registry import known_stages, stage_class
 
-FORMATS = ("jsonl", "parquet", "warc", "html")
 ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
-RUNNERS = ("local", "ray", "spark")
-
-
-class ConfigError(ValueError):
-    def __init__(self, file: str, key: str, reason: str):
-        super().__init__(f"{file}: {key}: {reason}")
-        self.file, self.key, self.reason = file, key, reason
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class InputConfig(Strict):
@@ -161,8 +150,8 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
             raise ConfigError(file, key, "each stage needs a `stage:` name")
         entry = dict(entry)
         kind = entry.pop("stage")
-        if kind not in STAGES:
-            raise ConfigError(file, f"{key}.stage", f"unknown stage {kind!r}; known: {', '.join(sorted(STAGES))}")
+        if kind not in known_stages():
+            raise ConfigError(file, f"{key}.stage", f"unknown stage {kind!r}; known: {', '.join(sorted(known_stages()))}")
         name = entry.pop("name", None)
         annotate_only = entry.pop("annotate_only", False)
         if not isinstance(annotate_only, bool):

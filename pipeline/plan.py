@@ -244,19 +244,12 @@ def resolve_in_process(plan: Plan, stage: GlobalStage, signatures: list[pa.Table
     resolution per unit (the local runner's path); returns the stage's resolution statistics."""
     table = pa.concat_tables(signatures) if signatures else None
     if table is None or not table.num_rows:
-        return resolution_stats(stage, empty_resolution(stage))
+        return stage.resolution_stats(empty_resolution(stage))
     resolution = stage.resolve_local(table.drop_columns([UNIT]))
     joined = resolution.join(table.select(["id", UNIT]), "id", join_type="inner")
     for rows in by_unit(joined):
         write_resolution(plan.run, stage, rows)
-    return resolution_stats(stage, resolution)
-
-
-def resolution_stats(stage: GlobalStage, resolution) -> dict | None:
-    """A global stage's own figures about its resolution (an Arrow table, a Ray Dataset or a
-    Spark DataFrame), e.g. dedup's cluster counts and sizes; None when it has none."""
-    describe = getattr(stage, "resolution_stats", None)
-    return None if describe is None else describe(resolution)
+    return stage.resolution_stats(resolution)
 
 
 def merge_stats(plan: Plan) -> list[StageStats]:

@@ -28,6 +28,24 @@ def package_root() -> Path:
     return anchor.parent.resolve()
 
 
+def resolve_path(path: str, base: Path | None = None) -> Path:
+    """A path from a config: absolute, or relative to the config's folder or the working
+    directory, else a bundled file of that name ("models/classifiers/quality.ftz"); the first
+    existing candidate, else the path as given (the caller reports it missing)."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    for root in (base, Path.cwd()):
+        if root is not None and (Path(root) / candidate).exists():
+            return (Path(root) / candidate).resolve()
+    if candidate.parts and candidate.parts[0] in BUNDLED:
+        try:
+            return bundled(candidate.as_posix())
+        except FileNotFoundError:
+            pass
+    return candidate
+
+
 def bundled(relative: str) -> Path:
     """The real path of a bundled file or folder, named as in the checkout ("models/lid.176.ftz",
     "conf/rules/badwords"); FileNotFoundError naming it when the install lacks it."""

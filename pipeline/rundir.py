@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md "Run directory"): the one place that knows a run's layout and
+"""The run directory (docs/architecture.md, "The run directory"): the one place that knows a run's layout and
 the only code that writes into it.
 
 A run directory is a local path or any URI `refinery.pipeline.storage` reaches (`s3://`,

@@ -258,25 +258,6 @@ def _jobs_cmd(args) -> int:
     return 0
 
 
-def _report_cmd(args) -> int:
-    from refinery.pipeline.funnel import is_partial, load_stats
-    from refinery.pipeline.report import write_report
-    from refinery.pipeline.rundir import open_existing_run
-
-    if os.path.isfile(os.path.join(args.run, "metrics.jsonl")):  # a training's --out: its loss and evaluations
-        from refinery.trainer.evaluation.report import write_report as write_training_report
-
-        print(write_training_report(args.run, args.output))
-        return 0
-    run = open_existing_run(args.run)
-    if run is None:
-        return 2
-    stats = load_stats(run)
-    path = write_report(run, args.output, stats)
-    print(f"{path}{' (partial figures: job running or interrupted)' if is_partial(stats) else ''}")
-    return 0
-
-
 def _guard(func):
     """Cluster and HTTP failures (the Jobs SDK raises RuntimeError, ConnectionError and RayError) become one line."""
     def run(args) -> int:
@@ -327,9 +308,3 @@ def add_parser(subparsers) -> None:
     for p in (list_p, status_p, logs_p, stop_p):
         _connection_args(p)
         p.set_defaults(func=_guard(_jobs_cmd))
-
-    report_p = subparsers.add_parser("report", help="write a run's statistics report (or a training's loss and "
-                                     "evaluation report), one self-contained HTML page")
-    report_p.add_argument("run")
-    report_p.add_argument("-o", "--output", help="output file (default: RUN/stats/report.html)")
-    report_p.set_defaults(func=_report_cmd)

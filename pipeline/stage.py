@@ -14,16 +14,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict
 
+from refinery.pipeline.core import Strict
 from refinery.pipeline.schema import doc_bytes
 from refinery.pipeline.stats import EXAMPLE_CHARS, HistogramSpec, StageStats
 
 
-class StageParams(BaseModel):
+class StageParams(Strict):
     """Parameters of a stage; subclasses add fields. Unknown keys are config errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -179,6 +177,11 @@ class GlobalStage(Stage):
 
     def resolve_spark(self, signatures):
         raise NotImplementedError(f"stage {self.kind!r} has no Spark resolve")
+
+    def resolution_stats(self, resolution) -> dict | None:
+        """The stage's own figures about a resolution (an Arrow table, a Ray Dataset or a Spark
+        DataFrame), merged into its statistics, e.g. dedup's cluster counts; None: none."""
+        return None
 
     def verdict(self, batch: pa.RecordBatch, resolution: pa.Table) -> Verdict:
         """Join the batch with the resolution by id; a missing id is kept."""

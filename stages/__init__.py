@@ -1,9 +1,10 @@
-"""Registry of stages by their YAML name; modules are imported only when a job uses them."""
+"""The built-in stages, registered with the engine by their YAML name; each module is imported
+only when a job uses its stage."""
 from __future__ import annotations
 
-import importlib
+from refinery.pipeline.registry import register
 
-STAGES: dict[str, str] = {
+register({
     "classify": "refinery.stages.classify:Classify",
     "longctx": "refinery.stages.longctx:LongContext",
     "normalize": "refinery.stages.normalize:Normalize",
@@ -15,14 +16,4 @@ STAGES: dict[str, str] = {
     "decontaminate": "refinery.stages.decontaminate:Decontaminate",
     "dedup": "refinery.stages.dedup:Dedup",
     "tokenize": "refinery.stages.tokenize_stage:Tokenize",
-}
-
-
-def stage_class(kind: str):
-    """The class registered under `kind`; KeyError names the known stages."""
-    try:
-        target = STAGES[kind]
-    except KeyError:
-        raise KeyError(f"unknown stage {kind!r}; known stages: {', '.join(sorted(STAGES))}") from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+})

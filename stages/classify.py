@@ -11,19 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from refinery.classifiers.fasttext_model import prepare_column
-from refinery.classifiers.paths import resolve_path
+from refinery.pipeline.resources import resolve_path
+from refinery.pipeline.core import Strict
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ClassifierSpec(_Strict):
+class ClassifierSpec(Strict):
     path: str
     # Keep a document only if P(label) >= min[label] and P(label) <= max[label].
     min: dict[str, float] = {}
@@ -32,12 +29,12 @@ class ClassifierSpec(_Strict):
     max_chars: int = Field(default=20_000, gt=0)
 
 
-class DomainSpec(_Strict):
+class DomainSpec(Strict):
     path: str = "blocklists/ut1"
     categories: list[str] = []
 
 
-class WordSpec(_Strict):
+class WordSpec(Strict):
     path: str = "conf/rules/badwords"
     languages: list[str] = ["en", "zh"]
     # A document fails when its hits exceed max_count or its hit rate exceeds max_rate

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from refinery.classifiers.paths import resolve_path
+from refinery.pipeline.resources import resolve_path
+from refinery.pipeline.core import Strict
 from refinery.pipeline.stage import DocumentStage, StageParams
 from refinery.pipeline.stats import HistogramSpec
 from refinery.tokenize.tokenizer import load_tokenizer
 
 
-class ScorerSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScorerSpec(Strict):
     kind: str = Field(default="ngram", pattern="^(ngram|internlm2)$")
     # ngram: the .npz written by `refinery classifiers build`; internlm2: a checkpoint folder.
     path: str = "models/classifiers/coherence-ngram.npz"

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refinery.classifiers.blocklist import UNSPACED_LANGUAGES
 from refinery.stages.words import (ALPHA, DECIMAL, LINE_BREAK, LMN, PUNCT, PYSPACE, SPACE, char_classes,
                                    cjk_documents, code_points, member, terminal_punctuation, token_end, tokens)
 
@@ -710,7 +711,8 @@ class BadWords:
                 words = sorted({w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()})
                 alternation = trie_pattern(words)
                 # Languages written without spaces match inside words; the others only whole words.
-                self.patterns[lang] = re.compile(alternation if lang in ("ja", "th", "zh") else rf"(?:\W|^)(?:{alternation})(?:\W|$)")
+                self.patterns[lang] = re.compile(alternation if lang in UNSPACED_LANGUAGES
+                                                 else rf"(?:\W|^)(?:{alternation})(?:\W|$)")
         return self.patterns[lang]
 
 

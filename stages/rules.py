@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict
 
+from refinery.pipeline.core import Strict
 from refinery.pipeline.resources import bundled
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.stages import rule_families as rf
@@ -23,11 +23,7 @@ from refinery.stages import rule_families as rf
 BADWORDS = "conf/rules/badwords"
 
 
-class Family(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GopherQuality(Family):
+class GopherQuality(Strict):
     """Rae et al. 2021 (Gopher), appendix A1 "quality filters"; datatrove GopherQualityFilter defaults."""
 
     min_doc_words: int | None = 50
@@ -45,7 +41,7 @@ class GopherQuality(Family):
     stop_words_languages: list[str] = ["en"]
 
 
-class GopherRepetition(Family):
+class GopherRepetition(Strict):
     """Rae et al. 2021 (Gopher), table A1."""
 
     dup_line_frac: float | None = 0.3
@@ -56,7 +52,7 @@ class GopherRepetition(Family):
     dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
 
 
-class C4Quality(Family):
+class C4Quality(Strict):
     """Raffel et al. 2020 (C4), section 2.2, and its reference code (tfds c4_utils).
 
     FineWeb ran it with `filter_no_terminal_punct: false`; C4 itself with true."""
@@ -74,14 +70,14 @@ class C4Quality(Family):
     remove_lines: bool = False
 
 
-class C4Paragraph(Family):
+class C4Paragraph(Strict):
     """mC4 (Xue et al. 2021): at least 3 lines of 200+ characters (tfds c4_utils.paragraph_filter)."""
 
     min_paragraphs: int = 3
     min_paragraph_length: int = 200
 
 
-class C4BadWords(Family):
+class C4BadWords(Strict):
     """C4: drop pages with a word of the LDNOOBW list of the document's language.
 
     Off by default (`c4_badwords: {}` turns it on, for parity with C4): one listed word anywhere
@@ -94,7 +90,7 @@ class C4BadWords(Family):
     default_language: str = "en"
 
 
-class FineWebQuality(Family):
+class FineWebQuality(Strict):
     """Penedo et al. 2024 (FineWeb), section 3.4 custom filters; datatrove FineWebQualityFilter."""
 
     line_punct_thr: float = 0.12
@@ -106,7 +102,7 @@ class FineWebQuality(Family):
     new_line_ratio: float = 0.3
 
 
-class InternLM2Format(Family):
+class InternLM2Format(Strict):
     """Cai et al. 2024 (InternLM2), 3.1.1: rules for abnormal separators and line breaks, abnormal
     character frequencies and punctuation distribution. The report gives no thresholds; these are
     ours, set so that ordinary prose, lists and code-free articles of the bundled samples pass."""

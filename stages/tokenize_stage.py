@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from refinery.classifiers.paths import resolve_path
+from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 from refinery.tokenize.shards import MANIFEST, ShardWriter, manifest_text, merge_manifests

@@ -8,7 +8,7 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from refinery.pipeline.stage import apply_verdict
-from refinery.stages import stage_class
+from refinery.pipeline.registry import stage_class
 from refinery.stages.dedup import Dedup, DedupParams, deduplicate, resolution_stats
 from refinery.stages.dedup import minhash, text
 

@@ -13,7 +13,7 @@ from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.schema import type_name
 from refinery.pipeline.stage import GlobalStage
-from refinery.stages import STAGES
+from refinery.pipeline.registry import known_stages
 
 from funnel_checks import check_invariants
 
@@ -132,7 +132,7 @@ def test_global_stage_hook_on_all_runners(tmp_path, monkeypatch, ray_local, spar
     import pyspark.cloudpickle
     import ray.cloudpickle
 
-    monkeypatch.setitem(STAGES, "first_of_text", f"{__name__}:FirstOfText")
+    monkeypatch.setitem(known_stages(), "first_of_text", f"{__name__}:FirstOfText")
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     pyspark.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     texts = [f"paragraph number {i % 7} with enough words to pass" for i in range(40)]

@@ -1,6 +1,6 @@
 """The wheel is complete: built from the sources, installed into a fresh virtualenv, it runs a job
 whose stages use the bundled files (lid.176, the bad-word lists) from outside the checkout
-(DESIGN.md, "Packaging")."""
+(docs/architecture.md, "Layers")."""
 from __future__ import annotations
 
 import json

@@ -21,7 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sentencepiece as spm
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from refinery.pipeline.core import Strict
 
 TOKEN_LIST = pa.list_(pa.int32())
 # Texts longer than this many characters are encoded in pieces of about this size.
@@ -168,12 +170,10 @@ def token_lists(ids: list[np.ndarray], null_mask: np.ndarray | None = None) -> p
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=TOKEN_LIST, mask=mask)
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Strict):
     """How to train a tokenizer. Defaults follow InternLM2: BPE, byte fallback for any
     character outside the vocabulary, digits split one by one, no normalization, and
     whitespace kept as written (so decoding gives back the exact text, code included)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     inputs: list[str] = Field(min_length=1)
     output: str

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 
-from refinery.pipeline.config import ConfigError
+from refinery.pipeline.core import ConfigError
 from refinery.trainer.config import load_train_config
 
 

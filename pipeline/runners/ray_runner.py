@@ -13,7 +13,8 @@ import zlib
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.pipeline.plan import (UNIT, Plan, Segment, chunk_of, empty_resolution, ready_stages, resolution_stats, run_stage_on_chunk,
+from refinery.pipeline.cluster import connect
+from refinery.pipeline.plan import (UNIT, Plan, Segment, chunk_of, empty_resolution, ready_stages, run_stage_on_chunk,
                                     signatures_of_part, split_chunks, write_chunk, write_resolution)
 from refinery.pipeline.stage import GlobalStage
 
@@ -55,23 +56,6 @@ def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
         rows["chunk"].append(chunk)
         rows["docs"].append(write_chunk(plan, segment, unit, chunk, batch))
     return pa.table(rows, schema=pa.schema([("unit", pa.int64()), ("chunk", pa.int64()), ("docs", pa.int64())]))
-
-
-def connect(address: str | None, cpus: int | None) -> bool:
-    """Join the Ray cluster at `address`, or start a private embedded Ray with `cpus` CPUs; an
-    already initialized Ray is used as it is. True when it was started here (to shut down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        ray.init(address=address, **kwargs)
-        return False
-    # "local" always starts a private instance: an address file left by another (or a crashed)
-    # Ray on this machine is never joined by accident.
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, **kwargs)
-    return True
 
 
 class RayEngine:
@@ -119,7 +103,7 @@ class RayEngine:
         import ray.data
 
         if not parts:
-            return resolution_stats(stage, empty_resolution(stage))
+            return stage.resolution_stats(empty_resolution(stage))
         items = [{"unit": unit, "name": name} for unit, name in enumerate(parts)]
         signatures = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _signature_task, fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow").materialize()
@@ -128,7 +112,7 @@ class RayEngine:
             joined = _join(stage, resolution, signatures.select_columns(["id", UNIT]), max(self.parallelism, len(parts)))
             joined.groupby(UNIT).map_groups(_resolution_task, fn_args=(stage, self.plan),
                                             batch_format="pyarrow").sum("rows")
-        return resolution_stats(stage, resolution)
+        return stage.resolution_stats(resolution)
 
     def close(self) -> None:
         if self.started_here:

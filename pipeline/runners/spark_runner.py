@@ -11,7 +11,7 @@ import sys
 
 import pyarrow as pa
 
-from refinery.pipeline.plan import UNIT, Plan, Segment, empty_resolution, process_unit, resolution_stats, signatures_of_part, write_resolution
+from refinery.pipeline.plan import UNIT, Plan, Segment, empty_resolution, process_unit, signatures_of_part, write_resolution
 from refinery.pipeline.stage import GlobalStage
 
 UNIT_RESULT = "unit long, docs long, bytes long"
@@ -61,7 +61,7 @@ class SparkEngine:
         from pyspark.sql.pandas.types import from_arrow_schema
 
         if not parts:
-            return resolution_stats(stage, empty_resolution(stage))
+            return stage.resolution_stats(empty_resolution(stage))
         plan = self.plan
         first = next(plan.run.open_parquet(parts[0]).iter_batches(batch_size=1))
         schema = from_arrow_schema(stage.signatures(first).schema.append(pa.field(UNIT, pa.int32())))
@@ -79,7 +79,7 @@ class SparkEngine:
         resolution = stage.resolve_spark(signed.drop(UNIT)).localCheckpoint()
         joined = resolution.join(signed.select("id", UNIT), "id")
         joined.groupBy(UNIT).applyInArrow(write, "rows long").agg(F.sum("rows")).collect()
-        return resolution_stats(stage, resolution)
+        return stage.resolution_stats(resolution)
 
     def close(self) -> None:
         """The session is left to its owner: getOrCreate shares one per process."""

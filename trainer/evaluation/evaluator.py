@@ -81,7 +81,7 @@ class _Ray:
     def __init__(self, address: str | None, workers: int):
         import ray
 
-        from refinery.pipeline.runners.ray_runner import connect
+        from refinery.pipeline.cluster import connect
 
         self.ray = ray
         self.started_here = connect(address, workers)

@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from refinery.pipeline.report import CSP, STYLE, esc
+from refinery.pipeline.page import CSP, STYLE, esc
 from refinery.trainer.checkpoint import atomic_write_text
 
 _CELL = re.compile(r"^retrieved/L(\d+)/d([0-9.]+)$")
