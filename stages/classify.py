@@ -142,8 +142,6 @@ class Classify(MapStage):
             self._words = WordBlocklist(resolve_path(p.words.path), p.words.languages or None)
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
-        if self._models is None:
-            self.setup()
         p: ClassifyParams = self.params
         n = batch.num_rows
         text = batch.column("text")

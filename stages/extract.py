@@ -247,8 +247,6 @@ class Extract(MapStage):
         return None
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
-        if self.worker is None:
-            self.setup()
         n = batch.num_rows
         bodies = batch.column("html").to_pylist()
         types = batch.column("content_type").to_pylist() if "content_type" in batch.schema.names else [None] * n

@@ -95,8 +95,6 @@ class LangId(MapStage):
         return langs, np.array([p[0] if len(p) else 0.0 for p in probs], dtype=np.float32)
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
-        if self.model is None:
-            self.setup()
         p: LangIdParams = self.params
         text = batch.column("text")
         prepared = pc.replace_substring(pc.utf8_slice_codeunits(text, 0, p.max_chars), "\n", " ")

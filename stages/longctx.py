@@ -145,8 +145,6 @@ class LongContext(DocumentStage):
         if stats["short_line_frac"] > p.max_short_line_frac:
             failed.append("short_lines")
         if not failed:
-            if self._scorer is None:
-                self.setup()
             result = coherence(text, self._scorer, p.segment_chars, p.max_pairs)
             if result is None:
                 failed.append("unscorable")

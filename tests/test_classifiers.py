@@ -170,6 +170,7 @@ def test_classify_stage_scores_and_rules():
 
 def test_classify_annotate_only_keeps_everything():
     stage = Classify(ClassifyParams(), annotate_only=True)
+    stage.setup()
     out, stats = run_map_stage(stage, _batch(["hi", "Fellow citizens of the Senate and of the House."], [None, "https://kkk.com"]))
     assert out.num_rows == 2 and out.column("blocked_domain").to_pylist() == [None, "agressif"]
     assert out.column("classify_reason").to_pylist()[1] == "blocked_domain"

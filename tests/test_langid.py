@@ -58,6 +58,7 @@ def test_newlines_do_not_change_the_answer(stage):
 
 def test_keep_list_threshold_and_empty():
     st = LangId(LangIdParams(languages=["en"], threshold=0.65))
+    st.setup()
     texts = ["The committee will publish its report next week.", "Der Ausschuss veröffentlicht seinen Bericht.",
              "", "   \n ", "ok"]
     out, stats = run_map_stage(st, batch_of(texts))
@@ -69,6 +70,7 @@ def test_keep_list_threshold_and_empty():
 
 def test_annotate_only_keeps_everything():
     st = LangId(LangIdParams(languages=["en"]), annotate_only=True)
+    st.setup()
     out, stats = run_map_stage(st, batch_of(["Guten Morgen, wie geht es Ihnen heute?", "Good morning to all of you."]))
     assert out.num_rows == 2
     assert out.column("langid_reason").to_pylist() == ["lang_not_allowed", None]

@@ -60,14 +60,17 @@ def _batch(texts):
 def test_stage_filter_and_annotate_modes():
     texts = [SPEECH, "short", ("spam spam spam\n" * 3000), None]
     params = LongCtxParams(min_chars=10_000, min_coherence=0.0)
-    out, stats = run_map_stage(LongContext(params), _batch(texts))
+    stage, annotating = LongContext(params), LongContext(params, annotate_only=True)
+    stage.setup()
+    annotating.setup()
+    out, stats = run_map_stage(stage, _batch(texts))
     assert stats.dropped_by_reason == {"too_short": 1, "repetitive_lines": 1}
     assert stats.errors_by_kind == {"ValueError": 1}
     assert out.num_rows == 1 and out.column("longctx_selected").to_pylist() == [True]
     assert out.column("coherence_gain")[0].as_py() > 0
     assert sum(stats.histograms["coherence_gain"]["counts"]) == 1
 
-    out, stats = run_map_stage(LongContext(params, annotate_only=True), _batch(texts[:3]))
+    out, stats = run_map_stage(annotating, _batch(texts[:3]))
     assert out.num_rows == 3
     assert out.column("longctx_selected").to_pylist() == [True, False, False]
     assert out.column("longctx_reason").to_pylist() == [None, "too_short", "repetitive_lines"]
