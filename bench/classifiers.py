@@ -66,7 +66,7 @@ def datatrove_filter():
     from datatrove.pipeline.filters import FastTextClassifierFilter
 
     filt = FastTextClassifierFilter(str(MODEL), keep_labels=[("hq", 0.5)], newline_replacement=" ")
-    filt.model  # load outside the timed loop, as the stage's setup() is
+    _ = filt.model  # load outside the timed loop, as the stage's setup() is
     return filt
 
 

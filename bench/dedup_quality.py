@@ -19,11 +19,10 @@ import time
 
 import numpy as np
 import pyarrow as pa
+from minhash import documents  # noqa: E402 - sibling benchmark module
 
 from refinery.stages.dedup import Dedup, DedupParams, deduplicate
 from refinery.stages.dedup import text as dtext
-
-from minhash import documents  # noqa: E402 - sibling benchmark module
 
 BOILERPLATE = "click here to subscribe to our newsletter share this page privacy policy terms of use".split()
 STRENGTHS = (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.045, 0.07, 0.12)

@@ -24,7 +24,12 @@ from pathlib import Path
 
 import pyarrow as pa
 from datatrove.data import Document
-from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
 
 from refinery.stages.rules import Rules, RulesParams
 from refinery.stages.tokenize_stage import Tokenize, TokenizeParams

@@ -54,8 +54,8 @@ def measure(stage_name: str, size: int) -> dict:
     import pyarrow as pa
 
     from refinery.pipeline.plan import tag
-    from refinery.pipeline.stage import run_map_stage
     from refinery.pipeline.registry import stage_class
+    from refinery.pipeline.stage import run_map_stage
 
     raw = document(size).encode()
     offsets = pa.py_buffer(np.array([0, len(raw)], dtype=np.int64).tobytes())

@@ -24,7 +24,6 @@ from refinery.classifiers.coherence import coherence, load_scorer
 from refinery.classifiers.metrics import roc_auc
 from refinery.pipeline.resources import package_root
 
-
 UNIT_CHARS = 500
 
 

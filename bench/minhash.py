@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from refinery.stages.dedup import Dedup, DedupParams
-from refinery.stages.dedup import minhash
+from refinery.stages.dedup import Dedup, DedupParams, minhash
 from refinery.stages.dedup import text as dtext
 
 CORPORA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nltk_corpora" / "{}.zip")

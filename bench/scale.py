@@ -113,7 +113,7 @@ def _proc_table() -> dict[int, tuple[int, int, int, str]]:
 def tree(root: int, table: dict) -> set[int]:
     """`root`, its descendants by ppid, and every process in its session or process group."""
     kids: dict[int, list[int]] = {}
-    for pid, (ppid, pgid, sid, _) in table.items():
+    for pid, (ppid, _pgid, _sid, _) in table.items():
         kids.setdefault(ppid, []).append(pid)
     members = {pid for pid, (_, pgid, sid, _) in table.items() if root in (pgid, sid)} | {root}
     frontier = list(members)

@@ -14,8 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from refinery.pipeline.core import ConfigError, Strict
-from refinery.pipeline.storage import expand, is_local
 from refinery.pipeline.registry import known_stages, stage_class
+from refinery.pipeline.storage import expand, is_local
 
 ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 

@@ -15,6 +15,7 @@ from refinery.pipeline.page import CSP, STYLE, esc
 from refinery.pipeline.rundir import REPORT, RunDir
 from refinery.pipeline.storage import atomic_write, filesystem
 
+
 def _edge(x: float) -> str:
     if x == 0:
         return "0"

@@ -14,8 +14,8 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from refinery.classifiers.fasttext_model import prepare_column
-from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.core import Strict
+from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 

@@ -16,8 +16,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.classifiers.fasttext_model import load_fasttext
-from refinery.pipeline.resources import resolve_path
-from refinery.pipeline.resources import bundled
+from refinery.pipeline.resources import bundled, resolve_path
 from refinery.pipeline.stage import MapStage, StageParams, Verdict, set_column
 from refinery.pipeline.stats import HistogramSpec
 

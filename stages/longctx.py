@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field
 
-from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.core import Strict
+from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.stage import DocumentStage, StageParams
 from refinery.pipeline.stats import HistogramSpec
 from refinery.tokenize.tokenizer import load_tokenizer

@@ -20,8 +20,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.classifiers.blocklist import UNSPACED_LANGUAGES
-from refinery.stages.words import (ALPHA, DECIMAL, LINE_BREAK, LMN, PUNCT, PYSPACE, SPACE, char_classes,
-                                   cjk_documents, code_points, member, terminal_punctuation, token_end, tokens)
+from refinery.stages.words import (
+    ALPHA,
+    DECIMAL,
+    LINE_BREAK,
+    LMN,
+    PUNCT,
+    PYSPACE,
+    SPACE,
+    char_classes,
+    cjk_documents,
+    code_points,
+    member,
+    terminal_punctuation,
+    token_end,
+    tokens,
+)
 
 NAN = float("nan")
 

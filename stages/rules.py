@@ -10,6 +10,7 @@ recorded (the first, in the order below, is the drop reason). Words are split by
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc

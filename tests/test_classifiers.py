@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -12,10 +11,17 @@ import pyarrow.compute as pc
 import pytest
 
 from refinery.classifiers import synthetic
-from refinery.pipeline.cli import main as cli_main
 from refinery.classifiers.data import read_labeled
-from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, arrow_patterns, prepare, prepare_column, train
+from refinery.classifiers.fasttext_model import (
+    FastTextClassifier,
+    TrainParams,
+    arrow_patterns,
+    prepare,
+    prepare_column,
+    train,
+)
 from refinery.classifiers.metrics import roc_auc
+from refinery.pipeline.cli import main as cli_main
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams
 

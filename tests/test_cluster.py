@@ -18,14 +18,14 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from funnel_checks import check_invariants
+from services import RayHead, RayNode
 
 from refinery.loaders import TokenDataset
 from refinery.pipeline import runners, service
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.funnel import load_stats
-from funnel_checks import check_invariants
-from services import RayHead, RayNode
 
 pytest.importorskip("aiohttp_cors", reason="the Ray dashboard and Jobs API need ray[default]")
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from funnel_checks import check_invariants
 
 from refinery.pipeline import runners
 from refinery.pipeline.config import ConfigError, validate
@@ -21,8 +22,6 @@ from refinery.pipeline.stage import run_map_stage
 from refinery.pipeline.stats import EXAMPLES_PER_REASON
 from refinery.stages.decontaminate import Decontaminate
 from refinery.stages.dedup.text import shingle_hash, shingle_hashes, shingles, words
-
-from funnel_checks import check_invariants
 
 PAGES = Path(__file__).resolve().parent / "data" / "web" / "extracted.jsonl.gz"
 

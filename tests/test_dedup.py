@@ -6,13 +6,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from datasketch import MinHash, MinHashLSH
-
-from refinery.pipeline.stage import apply_verdict
-from refinery.pipeline.registry import stage_class
-from refinery.stages.dedup import Dedup, DedupParams, deduplicate, resolution_stats
-from refinery.stages.dedup import minhash, text
-
 from dedup_data import multilingual_table, sms_table
+
+from refinery.pipeline.registry import stage_class
+from refinery.pipeline.stage import apply_verdict
+from refinery.stages.dedup import Dedup, DedupParams, deduplicate, minhash, resolution_stats, text
+
 
 def test_registered():
     assert stage_class("dedup") is Dedup

@@ -6,10 +6,9 @@ large-star/small-star rounds."""
 from __future__ import annotations
 
 import pytest
+from dedup_data import sms_table
 
 from refinery.stages.dedup import deduplicate
-
-from dedup_data import sms_table
 
 CASES = [{"method": "minhash"}, {"method": "minhash", "verify": True}, {"method": "exact"}]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_trainer_loop import ENV, HELD_OUT, TOKENIZER, make_shards, tiny_config
 
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import ConfigError
@@ -26,8 +27,6 @@ from refinery.trainer.evaluation.suite import load_suite
 from refinery.trainer.evaluation.tasks import choice_tokens, load_model, merge, plan, run_trial, sequence_loglikelihoods
 from refinery.trainer.hf import export_llama
 from refinery.trainer.loop import FINISHED, train
-
-from test_trainer_loop import ENV, HELD_OUT, TOKENIZER, make_shards, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = REPO / "data" / "benchmarks" / "demo-reading.jsonl"

@@ -21,6 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from funnel_checks import check_invariants
+from services import MARKER, _marked
 
 from refinery.loaders import TokenDataset
 from refinery.loaders.source import ShardCorrupt
@@ -29,8 +31,6 @@ from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import ConfigError, load_job
 from refinery.pipeline.funnel import load_stats
 from refinery.tokenize.shards import MANIFEST
-from funnel_checks import check_invariants
-from services import MARKER, _marked
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZER = ROOT / "models" / "tokenizer" / "refinery-demo-8k.model"

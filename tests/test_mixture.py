@@ -7,11 +7,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from test_trainer_loop import HELD_OUT, make_shards
 
 from refinery.loaders import MixtureDataset
 from refinery.loaders.dataset import collate_windows
-
-from test_trainer_loop import HELD_OUT, make_shards
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +84,10 @@ def test_state_from_another_mixture_is_refused(folders):
 def test_training_on_a_mixture_logs_tokens_per_source_and_resumes(folders, tmp_path, one_thread):
     import json
 
+    from test_trainer_loop import tiny_config
+
     from refinery.trainer.config import load_train_config
     from refinery.trainer.loop import train
-
-    from test_trainer_loop import tiny_config
 
     sources = [{"path": folders[0], "weight": 0.7, "name": "web"}, {"path": folders[1], "weight": 0.3, "name": "books"}]
     conf = load_train_config(tiny_config(tmp_path, **{"data.sources": sources, "checkpoint.every": 3,

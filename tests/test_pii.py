@@ -11,14 +11,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from funnel_checks import check_invariants
+from pii_samples import look_alike, pii_item
 
 from refinery.pipeline import runners
 from refinery.pipeline.config import ConfigError, validate
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.pii import KINDS, Pii, PiiParams, iban_ok, luhn_ok
-
-from funnel_checks import check_invariants
-from pii_samples import look_alike, pii_item
 
 PAGES = Path(__file__).resolve().parent / "data" / "web" / "extracted.jsonl.gz"
 

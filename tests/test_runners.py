@@ -3,19 +3,18 @@ import json
 import sys
 
 import pyarrow as pa
-import yaml
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from funnel_checks import check_invariants
 
 from refinery.pipeline import runners
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
+from refinery.pipeline.registry import known_stages
 from refinery.pipeline.schema import type_name
 from refinery.pipeline.stage import GlobalStage
-from refinery.pipeline.registry import known_stages
-
-from funnel_checks import check_invariants
 
 JOB = """
 input: {paths: ["%(data)s/*.jsonl*"], format: jsonl, batch_bytes: 50000}

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from funnel_checks import check_invariants
+from services import RayHead
 
 from refinery.pipeline import runners, service
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.funnel import load_stats
-from funnel_checks import check_invariants
-from services import RayHead
 
 pytest.importorskip("aiohttp_cors", reason="the Ray dashboard and Jobs API need ray[default]")
 

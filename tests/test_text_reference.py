@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 import text_reference as reference
+
 from refinery.stages.normalize import Normalize, NormalizeParams
 from refinery.stages.rules import Rules, RulesParams
 from refinery.stages.words import split_words

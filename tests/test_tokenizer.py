@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 import xxhash
 
+from refinery.pipeline import cli
 from refinery.pipeline.config import ConfigError, validate
 from refinery.pipeline.rundir import RunDir
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.tokenize_stage import Tokenize, TokenizeParams
-from refinery.pipeline import cli
 from refinery.tokenize.shards import MANIFEST, write_shards
 from refinery.tokenize.tokenizer import Tokenizer
 
@@ -171,7 +171,7 @@ def test_finalize_writes_verified_deterministic_shards(tmp_path, tokenized):
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         assert [[b.num_rows, len(b.column(0).values)] for b in batches] == [blk[:2] for blk in entry["blocks"]]
         assert all(blk[1] >= 1500 for blk in entry["blocks"][:-1])
-        for docs, tokens, offset, length, digest in entry["blocks"]:
+        for _docs, _tokens, offset, length, digest in entry["blocks"]:
             assert xxhash.xxh3_128_hexdigest(data[offset : offset + length]) == digest
         head, tail = entry["blocks"][0][2], entry["blocks"][-1][2] + entry["blocks"][-1][3]
         assert xxhash.xxh3_128_hexdigest(data[:head] + data[tail:]) == entry["meta_xxh3_128"]

@@ -31,13 +31,21 @@ from torch.nn.parallel import DistributedDataParallel
 from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text, complete_steps
 from refinery.trainer.config import TrainConfig
 from refinery.trainer.data import Batches, open_dataset, open_training_data, source_names, to_device, vocab_size_of
-from refinery.trainer.hf import save_hf
 from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
+from refinery.trainer.hf import save_hf
 from refinery.trainer.model import InternLM2ForCausalLM
-from refinery.trainer.parallel import (checkpoint_layers, clip_gradients, compile_layers, full_model_state,
-                                       load_sharded_state, set_gradient_sync, shard, sharded_state, strategy)
 from refinery.trainer.optim import adamw, scheduler
-
+from refinery.trainer.parallel import (
+    checkpoint_layers,
+    clip_gradients,
+    compile_layers,
+    full_model_state,
+    load_sharded_state,
+    set_gradient_sync,
+    shard,
+    sharded_state,
+    strategy,
+)
 
 # Written by rank 0 once the last step is checkpointed and exported; an evaluator that follows the
 # run (`refinery eval --watch`) stops after it.

@@ -15,7 +15,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from refinery.loaders.dataset import IGNORE_INDEX
-
 from refinery.trainer.config import ModelConfig
 
 

@@ -14,8 +14,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.pipeline.cluster import connect
-from refinery.pipeline.plan import (UNIT, Plan, Segment, chunk_of, empty_resolution, ready_stages, run_stage_on_chunk,
-                                    signatures_of_part, split_chunks, write_chunk, write_resolution)
+from refinery.pipeline.plan import (
+    UNIT,
+    Plan,
+    Segment,
+    chunk_of,
+    empty_resolution,
+    ready_stages,
+    run_stage_on_chunk,
+    signatures_of_part,
+    split_chunks,
+    write_chunk,
+    write_resolution,
+)
 from refinery.pipeline.stage import GlobalStage
 
 

@@ -11,7 +11,15 @@ import sys
 
 import pyarrow as pa
 
-from refinery.pipeline.plan import UNIT, Plan, Segment, empty_resolution, process_unit, signatures_of_part, write_resolution
+from refinery.pipeline.plan import (
+    UNIT,
+    Plan,
+    Segment,
+    empty_resolution,
+    process_unit,
+    signatures_of_part,
+    write_resolution,
+)
 from refinery.pipeline.stage import GlobalStage
 
 UNIT_RESULT = "unit long, docs long, bytes long"

@@ -69,8 +69,8 @@ def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weigh
     best, best_err = (1, num_perm), float("inf")
     for bands in range(1, num_perm + 1):
         for rows in range(1, num_perm // bands + 1):
-            fp = _integral(lambda s: 1 - (1 - s**rows) ** bands, 0.0, threshold)
-            fn = _integral(lambda s: (1 - s**rows) ** bands, threshold, 1.0)
+            fp = _integral(lambda s, r=rows, b=bands: 1 - (1 - s**r) ** b, 0.0, threshold)
+            fn = _integral(lambda s, r=rows, b=bands: (1 - s**r) ** b, threshold, 1.0)
             err = fp * fp_weight + fn * fn_weight
             if err < best_err:
                 best, best_err = (bands, rows), err

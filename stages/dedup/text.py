@@ -366,7 +366,7 @@ def normalize_url(url: str | None) -> str | None:
     if host.startswith("www."):
         host = host[4:]
     scheme = parts.scheme.lower()
-    if port and not (scheme, port) in (("http", 80), ("https", 443)):
+    if port and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
     query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_"))
     path = parts.path.rstrip("/") or ""

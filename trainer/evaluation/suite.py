@@ -18,9 +18,9 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from refinery.pipeline.resources import resolve_path
 from refinery.loaders.source import ShardSource
 from refinery.pipeline.core import ConfigError, Strict
+from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.storage import is_local
 from refinery.tokenize.tokenizer import file_sha256, load_tokenizer
 

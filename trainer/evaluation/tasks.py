@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from refinery.loaders.dataset import TokenDataset
 from refinery.tokenize.tokenizer import Tokenizer
 from refinery.trainer import checkpoint
-from refinery.trainer.evaluation.suite import MultipleChoiceTask, NeedleTask, PerplexityTask, Suite, read_questions, sources
+from refinery.trainer.evaluation.suite import (
+    MultipleChoiceTask,
+    NeedleTask,
+    PerplexityTask,
+    Suite,
+    read_questions,
+    sources,
+)
 from refinery.trainer.model import InternLM2ForCausalLM
 
 _NAMES = ("amber", "cedar", "harbor", "willow", "granite", "meadow", "falcon", "copper", "juniper", "lantern",
