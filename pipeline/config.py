@@ -171,12 +171,10 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
             params = cls.Params.model_validate(entry)
         except ValidationError as err:
             _raise_validation(file, key, err)
-        check = getattr(cls, "check_params", None)
-        if check is not None:
-            try:
-                check(params, base or Path("."))
-            except ValueError as err:
-                raise ConfigError(file, key, str(err)) from None
+        try:
+            cls.check_params(params, base or Path("."))
+        except ValueError as err:
+            raise ConfigError(file, key, str(err)) from None
         if route is not None and cls.is_global:
             raise ConfigError(file, f"{key}.route", "a global stage cannot route documents")
         specs.append(StageSpec(kind=kind, name=name, annotate_only=annotate_only, route=route, params=params))
