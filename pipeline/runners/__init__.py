@@ -11,25 +11,26 @@ from refinery.pipeline.config import ConfigError, Job
 from refinery.pipeline.plan import Plan, merge_stats
 from refinery.pipeline.progress import Progress
 from refinery.pipeline.readers import READ
+from refinery.pipeline.runners.base import Runner
 from refinery.pipeline.stats import StageStats
 from refinery.pipeline.storage import StorageError, file_sizes
 
 log = logging.getLogger("refinery")
 
 
-def _engine(name: str, plan: Plan, **options):
+def _runner(name: str, plan: Plan, **options) -> Runner:
     if name == "local":
-        from refinery.pipeline.runners.local_runner import LocalEngine
+        from refinery.pipeline.runners.local_runner import LocalRunner
 
-        return LocalEngine(plan, **options)
+        return LocalRunner(plan, **options)
     if name == "ray":
-        from refinery.pipeline.runners.ray_runner import RayEngine
+        from refinery.pipeline.runners.ray_runner import RayRunner
 
-        return RayEngine(plan, **options)
+        return RayRunner(plan, **options)
     if name == "spark":
-        from refinery.pipeline.runners.spark_runner import SparkEngine
+        from refinery.pipeline.runners.spark_runner import SparkRunner
 
-        return SparkEngine(plan, **options)
+        return SparkRunner(plan, **options)
     raise ValueError(f"unknown runner {name!r}")
 
 
@@ -96,13 +97,13 @@ def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) 
     run_dir = plan.run
     for stage in plan.stages:
         _write_figures(plan, stage, stage.prepare(run_dir), run_dir.prepare_stats(stage.name))
-    engine = _engine(runner or job.config.runner, plan, **options)
+    active = _runner(runner or job.config.runner, plan, **options)
     try:
         for segment in plan.segments:
             opener = segment.opener
             if opener is not None and not run_dir.exists(run_dir.resolved_marker(opener.name)):
                 run_dir.clear_resolution(opener.name)
-                found = engine.resolve(opener, plan.parts(plan.segments[segment.index - 1]))
+                found = active.resolve(opener, plan.parts(plan.segments[segment.index - 1]))
                 _write_figures(plan, opener, found, run_dir.resolve_stats(opener.name))
                 run_dir.write_text(run_dir.resolved_marker(opener.name), "")
             units = plan.units(segment)
@@ -115,9 +116,9 @@ def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) 
                 paths = {unit: path if segment.index == 0 else run_dir.location(path) for unit, path in pending}
                 sizes = file_sizes(list(paths.values()))
                 with Progress(run_dir, segment.index, first, paths, {unit: sizes[p] for unit, p in paths.items()}):
-                    engine.map_units(segment, pending)
+                    active.map_units(segment, pending)
         for stage in plan.stages:
             stage.finalize(run_dir)
     finally:
-        engine.close()
+        active.close()
     return merge_stats(plan)

@@ -9,7 +9,7 @@ from refinery.pipeline.plan import Plan, Segment, process_unit, resolve_in_proce
 from refinery.pipeline.stage import GlobalStage
 
 
-class LocalEngine:
+class LocalRunner:
     def __init__(self, plan: Plan, workers: int | None = None):
         self.plan = plan
         self.workers = workers or plan.job.config.workers or os.cpu_count() or 1

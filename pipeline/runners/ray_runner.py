@@ -69,7 +69,7 @@ def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     return pa.table(rows, schema=pa.schema([("unit", pa.int64()), ("chunk", pa.int64()), ("docs", pa.int64())]))
 
 
-class RayEngine:
+class RayRunner:
     def __init__(self, plan: Plan, address: str | None = None, wave_units: int | None = None):
         import ray
 

@@ -42,7 +42,7 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
     return builder.getOrCreate()
 
 
-class SparkEngine:
+class SparkRunner:
     def __init__(self, plan: Plan, master: str | None = None, spark=None):
         cfg = plan.job.config.spark
         self.plan = plan
