@@ -10,6 +10,7 @@ the tiny model; activations themselves grow linearly in T, so a larger model gro
 
     python bench/attention.py [--lengths 2048 8192] [--shape tiny|small]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 
-SHAPES = {"tiny": {}, "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
-                                     intermediate_size=704)}
+SHAPES = {
+    "tiny": {},
+    "small": dict(
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, intermediate_size=704
+    ),
+}
 
 
 def measure(kind: str, length: int, shape: str) -> dict:
@@ -66,16 +71,24 @@ def main() -> None:
     found = {}
     for kind in ("per-document", "dense"):
         for length in args.lengths:
-            out = subprocess.run([sys.executable, __file__, "--one", kind, str(length), "--shape", args.shape], capture_output=True, text=True,
-                                 check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", kind, str(length), "--shape", args.shape],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             found[kind, length] = json.loads(out.splitlines()[-1])
             r = found[kind, length]
-            print(f"{kind:13s} T={length:6d}: peak RSS {r['peak_mib']:8.0f} MiB, {r['above_model_mib']:8.0f} MiB above the model")
+            print(
+                f"{kind:13s} T={length:6d}: peak RSS {r['peak_mib']:8.0f} MiB, {r['above_model_mib']:8.0f} MiB above the model"
+            )
     lo, hi = min(args.lengths), max(args.lengths)
     for kind in ("per-document", "dense"):
         ratio = found[kind, hi]["peak_mib"] / found[kind, lo]["peak_mib"]
         print(f"{kind}: peak RSS at {hi} / at {lo} = {ratio:.2f}x")
-    print(f"dense / per-document at {hi}: {found['dense', hi]['peak_mib'] / found['per-document', hi]['peak_mib']:.2f}x")
+    print(
+        f"dense / per-document at {hi}: {found['dense', hi]['peak_mib'] / found['per-document', hi]['peak_mib']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ chunks (real text, 1-10 KB each). datatrove is a benchmark-only dependency (`pip
 
     python bench/classifiers.py --data ../shared/data [--repeat 3] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,11 @@ class Clock:
 
 
 def refinery_stage() -> Classify:
-    stage = Classify(ClassifyParams.model_validate({"classifiers": {"quality": {"path": str(MODEL), "min": {"hq": 0.5}}}, "domains": None, "words": None}))
+    stage = Classify(
+        ClassifyParams.model_validate(
+            {"classifiers": {"quality": {"path": str(MODEL), "min": {"hq": 0.5}}}, "domains": None, "words": None}
+        )
+    )
     stage.setup()
     return stage
 
@@ -51,7 +56,12 @@ def refinery_stage() -> Classify:
 def run_refinery(stage: Classify, texts: list[str], batch_size: int) -> tuple[Clock, int, np.ndarray]:
     # Input batches are built before timing, as datatrove's Documents are.
     batches = [
-        pa.RecordBatch.from_pydict({"id": [str(j) for j in range(i, i + batch_size)][: len(texts) - i], "text": pa.array(texts[i : i + batch_size], pa.large_string())})
+        pa.RecordBatch.from_pydict(
+            {
+                "id": [str(j) for j in range(i, i + batch_size)][: len(texts) - i],
+                "text": pa.array(texts[i : i + batch_size], pa.large_string()),
+            }
+        )
         for i in range(0, len(texts), batch_size)
     ]
     kept: list[pa.RecordBatch] = []
@@ -59,7 +69,11 @@ def run_refinery(stage: Classify, texts: list[str], batch_size: int) -> tuple[Cl
         for batch in batches:
             out, _ = run_map_stage(stage, batch)
             kept.append(out)
-    return clock, sum(b.num_rows for b in kept), np.concatenate([b.column("id").to_numpy(zero_copy_only=False) for b in kept])
+    return (
+        clock,
+        sum(b.num_rows for b in kept),
+        np.concatenate([b.column("id").to_numpy(zero_copy_only=False) for b in kept]),
+    )
 
 
 def datatrove_filter():
@@ -107,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     theirs.wall, theirs.cpu = min(r[0].wall for r in theirs_runs), min(r[0].cpu for r in theirs_runs)
     same = np.array_equal(np.sort(kept_ids), np.sort(reference_kept(texts)))
     print(f"documents: {len(texts)} ({mb:.1f} MB)")
-    for name, clock, kept in (("refinery classify", ours, ours_kept), ("datatrove FastTextClassifierFilter", theirs, theirs_kept)):
-        print(f"{name:36s} {len(texts) / clock.wall:6.0f} docs/s  {mb / clock.wall:5.2f} MB/s  (CPU {clock.cpu:.2f} s)  kept {kept}")
+    for name, clock, kept in (
+        ("refinery classify", ours, ours_kept),
+        ("datatrove FastTextClassifierFilter", theirs, theirs_kept),
+    ):
+        print(
+            f"{name:36s} {len(texts) / clock.wall:6.0f} docs/s  {mb / clock.wall:5.2f} MB/s  (CPU {clock.cpu:.2f} s)  kept {kept}"
+        )
     print(f"refinery keeps exactly the documents of per-document Python preparation: {same}")
     print(f"ratio refinery/datatrove: {theirs.wall / ours.wall:.2f}x wall, {theirs.cpu / ours.cpu:.2f}x CPU")
     return 0

@@ -1,5 +1,6 @@
 """datatrove 0.10 beside xxhash 4: its MinHash signature step hands `str` shingles to xxhash,
 which now accepts only bytes. The peers' steps get the same 64-bit xxhash of the UTF-8 bytes."""
+
 from __future__ import annotations
 
 

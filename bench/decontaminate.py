@@ -22,6 +22,7 @@ filter phase.
 
     python bench/decontaminate.py [--repeat 4] [--planted 1000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,10 @@ def suites(folder: Path, rng: random.Random) -> dict[str, Path]:
     pairs = [(a, b) for ss in union for a, b in zip(ss, ss[1:]) if len(a.split()) >= 14 and len(b.split()) >= 14]
     qa = [{"question": a, "answer": b} for a, b in rng.sample(pairs, 600)]
     verses = [v for v in _zip_texts("genesis", "english-kjv")[0].splitlines() if v.strip()]
-    reading = [{"passage": " ".join(verses[i : i + 3]), "question": "What happens next?", "answer": verses[i + 3]}
-               for i in rng.sample(range(len(verses) - 3), 600)]
+    reading = [
+        {"passage": " ".join(verses[i : i + 3]), "question": "What happens next?", "answer": verses[i + 3]}
+        for i in rng.sample(range(len(verses) - 3), 600)
+    ]
     multilingual = []
     for lang in MULTILINGUAL:
         with gzip.open(SHARED / "lingua_langid_testdata" / "sentences" / f"{lang}.txt.gz", "rt") as fh:
@@ -163,8 +166,13 @@ def ours(files: dict[str, Path], texts: list[str], folder: Path) -> tuple[np.nda
     start = time.process_time()
     for lo in range(0, len(texts), 2000):
         chunk = texts[lo : lo + 2000]
-        batch = pa.RecordBatch.from_pydict({"id": [str(i) for i in range(len(chunk))],
-                                            "text": pa.array(chunk, pa.large_string()), "url": [None] * len(chunk)})
+        batch = pa.RecordBatch.from_pydict(
+            {
+                "id": [str(i) for i in range(len(chunk))],
+                "text": pa.array(chunk, pa.large_string()),
+                "url": [None] * len(chunk),
+            }
+        )
         out, _ = run_map_stage(stage, batch)
         dropped.append(np.asarray(out.column("decontaminate_reason").is_valid()))
     return np.concatenate(dropped), indexed, time.process_time() - start
@@ -214,8 +222,10 @@ def main() -> None:
         files = suites(folder, rng)
         texts, labels = documents(files, args.repeat, args.planted, rng)
         mb = sum(len(t.encode()) for t in texts) / 1e6
-        print(f"{len(texts)} documents ({mb:.1f} MB), {args.planted} planted; benchmarks: "
-              + ", ".join(f"{n} {len(benchmark_rows(str(p)))} rows" for n, p in files.items()))
+        print(
+            f"{len(texts)} documents ({mb:.1f} MB), {args.planted} planted; benchmarks: "
+            + ", ".join(f"{n} {len(benchmark_rows(str(p)))} rows" for n, p in files.items())
+        )
         strings = [t for p in files.values() for row in benchmark_rows(str(p)) for t in row_strings(row)]
         quoted = set().union(*map(ngrams, normalized(strings)))
         planted = np.array([label is not None for label in labels])
@@ -225,10 +235,14 @@ def main() -> None:
             clean = np.flatnonzero(dropped & ~planted)
             true = sum(not quoted.isdisjoint(ngrams(tokens)) for tokens in normalized([texts[i] for i in clean]))
             results[name] = seconds
-            print(f"\n{name}: index {indexed:.2f} s, filter {seconds:.2f} s CPU = {len(texts) / seconds:,.0f} docs/s, "
-                  f"{mb / seconds:.2f} MB/s")
-            print(f"  recall {dropped[planted].mean():.3f}; clean documents dropped {len(clean)} of "
-                  f"{int((~planted).sum())} ({len(clean) / (~planted).sum():.3%}), {true} of them true quotes")
+            print(
+                f"\n{name}: index {indexed:.2f} s, filter {seconds:.2f} s CPU = {len(texts) / seconds:,.0f} docs/s, "
+                f"{mb / seconds:.2f} MB/s"
+            )
+            print(
+                f"  recall {dropped[planted].mean():.3f}; clean documents dropped {len(clean)} of "
+                f"{int((~planted).sum())} ({len(clean) / (~planted).sum():.3%}), {true} of them true quotes"
+            )
             for key, values in (("suite", sorted({lab[0] for lab in labels if lab})), ("spelling", SPELLINGS)):
                 column = 0 if key == "suite" else 1
                 cells = []

@@ -12,6 +12,7 @@ Each system runs in its own process tree; wall time and peak resident memory (su
 tree, sampled from /proc every 0.2 s) are measured from outside.
     python bench/dedup.py --docs 200000 [--work /tmp/dedup-bench] [--only refinery|datatrove]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,11 @@ def sentences() -> list[str]:
     texts = []
     for corpus in ("state_union", "inaugural"):
         with zipfile.ZipFile(SHARED / "nltk_corpora" / f"{corpus}.zip") as z:
-            texts += [io.TextIOWrapper(z.open(n), encoding="latin-1").read() for n in sorted(z.namelist()) if n.endswith(".txt")]
+            texts += [
+                io.TextIOWrapper(z.open(n), encoding="latin-1").read()
+                for n in sorted(z.namelist())
+                if n.endswith(".txt")
+            ]
     gold = json.loads((SHARED / "article_extraction_benchmark" / "ground-truth.json").read_text())
     texts += [v["articleBody"] for _, v in sorted(gold.items())]
     for t in texts:
@@ -83,7 +88,9 @@ def build(n: int, dup_rate: float, folder: Path, seed: int = 0) -> int:
     for f in range(FILES):
         part = docs[f * per : (f + 1) * per]
         ids = [f"doc-{f * per + k:09d}" for k in range(len(part))]
-        pq.write_table(pa.table({"id": ids, "text": pa.array(part, pa.large_string())}), folder / f"part-{f:03d}.parquet")
+        pq.write_table(
+            pa.table({"id": ids, "text": pa.array(part, pa.large_string())}), folder / f"part-{f:03d}.parquet"
+        )
     return copies
 
 
@@ -166,9 +173,26 @@ def datatrove_child(work: Path) -> None:
     config = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=9)
     reader = lambda: ParquetReader(str(work / "input"), text_key="text", id_key="id")  # noqa: E731
     steps = [
-        ([reader(), minhash_signature(MinhashDedupSignature(output_folder=str(out / "signatures"), config=config))], FILES),
-        ([MinhashDedupBuckets(input_folder=str(out / "signatures"), output_folder=str(out / "buckets"), config=config)], config.num_buckets),
-        ([MinhashDedupCluster(input_folder=str(out / "buckets"), output_folder=str(out / "remove_ids"), config=config)], 1),
+        (
+            [reader(), minhash_signature(MinhashDedupSignature(output_folder=str(out / "signatures"), config=config))],
+            FILES,
+        ),
+        (
+            [
+                MinhashDedupBuckets(
+                    input_folder=str(out / "signatures"), output_folder=str(out / "buckets"), config=config
+                )
+            ],
+            config.num_buckets,
+        ),
+        (
+            [
+                MinhashDedupCluster(
+                    input_folder=str(out / "buckets"), output_folder=str(out / "remove_ids"), config=config
+                )
+            ],
+            1,
+        ),
         ([reader(), MinhashDedupFilter(input_folder=str(out / "remove_ids")), ParquetWriter(str(out / "docs"))], FILES),
     ]
     for i, (pipeline, tasks) in enumerate(steps):
@@ -198,13 +222,18 @@ def main() -> None:
     start = time.perf_counter()
     copies = build(args.docs, args.dup_rate, args.work / "input")
     mb = sum(p.stat().st_size for p in (args.work / "input").glob("*.parquet")) / 1e6
-    print(f"{args.docs} documents ({copies} injected edited copies), {FILES} Parquet files, {mb:.0f} MB, built in {time.perf_counter() - start:.0f} s")
+    print(
+        f"{args.docs} documents ({copies} injected edited copies), {FILES} Parquet files, {mb:.0f} MB, built in {time.perf_counter() - start:.0f} s"
+    )
     results = {}
     for name, fn in (("refinery", run_refinery), ("datatrove", run_datatrove)):
         if args.only in (None, name):
             sec, rss, kept = fn(args.work)
             results[name] = sec
-            print(f"{name:10s} {sec:8.1f} s  peak RSS {rss / 2**20:7.0f} MiB  kept {kept}  removed {args.docs - kept}", flush=True)
+            print(
+                f"{name:10s} {sec:8.1f} s  peak RSS {rss / 2**20:7.0f} MiB  kept {kept}  removed {args.docs - kept}",
+                flush=True,
+            )
     if len(results) == 2:
         print(f"refinery / datatrove speed = {results['datatrove'] / results['refinery']:.2f}x")
 

@@ -10,6 +10,7 @@ two documents with exact Jaccard >= t; it is caught when dedup did not keep both
 (recall at t = share of true pairs caught). Both at t = 0.8 and t = 0.7.
     cd bench && python dedup_quality.py [--sources 300]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,10 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 def evaluate(ids, sets, group, resolution: pa.Table) -> dict:
     index = {d: i for i, d in enumerate(ids)}
     dropped = resolution.filter(resolution.column("reason").is_valid())
-    found = [(index[d], index[k]) for d, k in zip(dropped.column("id").to_pylist(), dropped.column("minhash_cluster").to_pylist())]
+    found = [
+        (index[d], index[k])
+        for d, k in zip(dropped.column("id").to_pylist(), dropped.column("minhash_cluster").to_pylist())
+    ]
     found_j = np.array([jaccard(sets[a], sets[b]) for a, b in found])
     removed = np.zeros(len(ids), dtype=bool)
     removed[[a for a, _ in found]] = True
@@ -91,7 +95,9 @@ def main() -> None:
     table = pa.table({"id": ids, "text": pa.array(texts, pa.large_string())})
     hashes, offsets = dtext.shingle_hashes(table.column("text"), 5)
     sets = [np.unique(hashes[offsets[i] : offsets[i + 1]]) for i in range(len(ids))]
-    print(f"{len(ids)} documents from {args.sources} sources, {len(STRENGTHS)} variants each; 5-gram shingles, 128 permutations")
+    print(
+        f"{len(ids)} documents from {args.sources} sources, {len(STRENGTHS)} variants each; 5-gram shingles, 128 permutations"
+    )
     print("| threshold | verify | bands x rows | dropped | P @0.8 | R @0.8 | P @0.7 | R @0.7 | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for threshold, verify in ((0.7, False), (0.7, True), (0.8, False), (0.8, True)):
@@ -103,7 +109,9 @@ def main() -> None:
         bands, rows = stage.banding
         scores = " | ".join(f"{r[t][1]:.3f} | {r[t][2]:.3f}" for t in THRESHOLDS)
         print(f"| {threshold} | {verify} | {bands} x {rows} | {r['found']} | {scores} | {sec:.1f} |")
-    print(f"true pairs: {r[0.8][0]} at >= 0.8, {r[0.7][0]} at >= 0.7; same-source pairs per Jaccard bin [0,.3,.5,.6,.7,.8,.9,1]: {r['spread']}")
+    print(
+        f"true pairs: {r[0.8][0]} at >= 0.8, {r[0.7][0]} at >= 0.7; same-source pairs per Jaccard bin [0,.3,.5,.6,.7,.8,.9,1]: {r['spread']}"
+    )
 
 
 if __name__ == "__main__":

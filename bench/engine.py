@@ -6,6 +6,7 @@ and the ratio of documents per second is printed.
 
     python bench/engine.py --gb 1.0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,9 @@ def run_ours(src: Path, out: Path) -> float:
     from refinery.pipeline import runners
     from refinery.pipeline.config import validate
 
-    job = validate({"input": {"paths": [str(src / "*.jsonl")], "format": "jsonl"},
-                    "stages": [], "runner": "local", "workers": 1})
+    job = validate(
+        {"input": {"paths": [str(src / "*.jsonl")], "format": "jsonl"}, "stages": [], "runner": "local", "workers": 1}
+    )
     start = time.perf_counter()
     stats = runners.run(job, out, runner="local", workers=1)
     elapsed = time.perf_counter() - start
@@ -70,7 +72,9 @@ def run_datatrove(src: Path, out: Path) -> float:
 
     executor = LocalPipelineExecutor(
         pipeline=[JsonlReader(str(src), glob_pattern="*.jsonl"), ParquetWriter(str(out / "docs"))],
-        tasks=1, workers=1, logging_dir=str(out / "logs"),
+        tasks=1,
+        workers=1,
+        logging_dir=str(out / "logs"),
     )
     start = time.perf_counter()
     executor.run()
@@ -90,8 +94,12 @@ def main() -> None:
     print(f"input: {docs:,} documents, {size / 1e9:.2f} GB JSONL in {len(list(src.glob('*.jsonl')))} files")
     ours = run_ours(src, work / "ours")
     theirs = run_datatrove(src, work / "datatrove")
-    print(f"refinery (local runner, 1 worker): {ours:8.1f} s  {docs / ours:10,.0f} docs/s  {size / ours / 1e6:7.1f} MB/s")
-    print(f"datatrove (LocalPipelineExecutor, 1 task): {theirs:8.1f} s  {docs / theirs:10,.0f} docs/s  {size / theirs / 1e6:7.1f} MB/s")
+    print(
+        f"refinery (local runner, 1 worker): {ours:8.1f} s  {docs / ours:10,.0f} docs/s  {size / ours / 1e6:7.1f} MB/s"
+    )
+    print(
+        f"datatrove (LocalPipelineExecutor, 1 task): {theirs:8.1f} s  {docs / theirs:10,.0f} docs/s  {size / theirs / 1e6:7.1f} MB/s"
+    )
     print(f"ratio (datatrove time / refinery time, per core): {theirs / ours:.2f}x")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)

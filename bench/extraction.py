@@ -6,6 +6,7 @@ Word-level precision/recall/F1 (bags of words) against the hand-made ground trut
 article_extraction_benchmark, and snippet hit rates on trafilatura's evaluation pages
 ("with" snippets found = recall, "without" snippets absent = precision).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -34,22 +35,34 @@ def prf(pred: str, gold: str) -> tuple[float, float, float]:
 
 
 def ours_extract(stage: Extract, body: bytes) -> str:
-    batch = pa.RecordBatch.from_pylist([{"id": "x", "text": "", "url": None, "source": "", "html": body,
-                                         "content_type": "text/html"}], schema=RAW_SCHEMA)
+    batch = pa.RecordBatch.from_pylist(
+        [{"id": "x", "text": "", "url": None, "source": "", "html": body, "content_type": "text/html"}],
+        schema=RAW_SCHEMA,
+    )
     return stage.process(batch).batch.column("text")[0].as_py()
 
 
 def main(shared: Path) -> None:
     stage = Extract(ExtractParams())
     stage.setup()
-    systems = {"refinery extract": lambda b: ours_extract(stage, b),
-               "trafilatura.extract (defaults)": lambda b: trafilatura.extract(b) or ""}
+    systems = {
+        "refinery extract": lambda b: ours_extract(stage, b),
+        "trafilatura.extract (defaults)": lambda b: trafilatura.extract(b) or "",
+    }
     truth = json.loads((shared / "article_extraction_benchmark" / "ground-truth.json").read_text())
-    aeb = [(gzip.decompress((shared / "article_extraction_benchmark" / "html" / f"{k}.html.gz").read_bytes()),
-            v["articleBody"]) for k, v in sorted(truth.items())]
+    aeb = [
+        (
+            gzip.decompress((shared / "article_extraction_benchmark" / "html" / f"{k}.html.gz").read_bytes()),
+            v["articleBody"],
+        )
+        for k, v in sorted(truth.items())
+    ]
     evaldata = json.loads((shared / "trafilatura_eval" / "evaldata.json").read_text())
-    tev = [(gzip.decompress((shared / "trafilatura_eval" / "html" / f"{v['file']}.gz").read_bytes()), v)
-           for _, v in sorted(evaldata.items()) if (shared / "trafilatura_eval" / "html" / f"{v['file']}.gz").is_file()]
+    tev = [
+        (gzip.decompress((shared / "trafilatura_eval" / "html" / f"{v['file']}.gz").read_bytes()), v)
+        for _, v in sorted(evaldata.items())
+        if (shared / "trafilatura_eval" / "html" / f"{v['file']}.gz").is_file()
+    ]
     print(f"article_extraction_benchmark: {len(aeb)} pages; trafilatura_eval: {len(tev)} pages")
     print("| system | AEB precision | AEB recall | AEB F1 | eval 'with' found | eval 'without' absent | seconds |")
     print("|---|---|---|---|---|---|---|")
@@ -65,8 +78,10 @@ def main(shared: Path) -> None:
             total_without += len(v.get("without", []))
         n = len(scores)
         p, r, f = (sum(s[i] for s in scores) / n for i in range(3))
-        print(f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {found / total_with:.3f} | {absent / total_without:.3f} "
-              f"| {time.perf_counter() - start:.0f} |")
+        print(
+            f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {found / total_with:.3f} | {absent / total_without:.3f} "
+            f"| {time.perf_counter() - start:.0f} |"
+        )
     stage.worker.close()
 
 

@@ -14,6 +14,7 @@ tests/data/web. Three comparisons:
 Each stage runs as it does in a job: one Arrow batch through `process`, after one warm-up batch
 (which also loads the compiled kernels).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,8 @@ def main() -> None:
 
     seconds = {name: cpu_seconds(lambda s=stage: s.process(batch), args.repeat) for name, stage in stages.items()}
     seconds["datatrove filters (Gopher, C4, FineWeb)"] = cpu_seconds(
-        lambda: [peer.filter(Document(text=p["text"], id=p["id"])) for p in pages for peer in peers], 1)
+        lambda: [peer.filter(Document(text=p["text"], id=p["id"])) for p in pages for peer in peers], 1
+    )
 
     print(f"{len(pages)} documents, {mb:.1f} MB of text, CPU seconds of one process (best of {args.repeat})")
     print("| system | CPU s | docs/s per core | MB/s per core |")
@@ -80,10 +82,14 @@ def main() -> None:
     for name, t in seconds.items():
         print(f"| {name} | {t:.3f} | {len(pages) / t:,.0f} | {mb / t:.2f} |")
     tokenize = seconds["refinery tokenize (1 thread)"]
-    print(f"rules / tokenize, MB per stage-second: {tokenize / seconds['refinery rules (defaults)']:.2f}x "
-          f"(with c4_badwords {tokenize / seconds['refinery rules (defaults + c4_badwords)']:.2f}x; goal >= 1.5x)")
-    print(f"refinery / datatrove, same four families, docs/s: "
-          f"{seconds['datatrove filters (Gopher, C4, FineWeb)'] / seconds['refinery rules (Gopher, C4, FineWeb)']:.1f}x")
+    print(
+        f"rules / tokenize, MB per stage-second: {tokenize / seconds['refinery rules (defaults)']:.2f}x "
+        f"(with c4_badwords {tokenize / seconds['refinery rules (defaults + c4_badwords)']:.2f}x; goal >= 1.5x)"
+    )
+    print(
+        f"refinery / datatrove, same four families, docs/s: "
+        f"{seconds['datatrove filters (Gopher, C4, FineWeb)'] / seconds['refinery rules (Gopher, C4, FineWeb)']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

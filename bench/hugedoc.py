@@ -17,6 +17,7 @@ reports the run's peak RSS.
 
     python bench/hugedoc.py [--mb 5 50] [--stages normalize rules dedup tokenize] [--job]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,14 @@ def measure(stage_name: str, size: int) -> dict:
     raw = document(size).encode()
     offsets = pa.py_buffer(np.array([0, len(raw)], dtype=np.int64).tobytes())
     text = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(raw))
-    batch = tag(pa.RecordBatch.from_arrays([pa.array(["huge"]), text, pa.array([None], pa.string()), pa.array(["bench"])],
-                                           names=["id", "text", "url", "source"]), 0, 0)
+    batch = tag(
+        pa.RecordBatch.from_arrays(
+            [pa.array(["huge"]), text, pa.array([None], pa.string()), pa.array(["bench"])],
+            names=["id", "text", "url", "source"],
+        ),
+        0,
+        0,
+    )
     cls = stage_class(stage_name)
     params = {"tokenizer": str(ROOT / "models/tokenizer/refinery-demo-8k.model")} if stage_name == "tokenize" else {}
     stage = cls(cls.Params(**params), name=stage_name)
@@ -74,8 +81,13 @@ def measure(stage_name: str, size: int) -> dict:
         run_map_stage(stage, batch)
     seconds = time.perf_counter() - start
     peak = _status("VmHWM") - before
-    return {"stage": stage_name, "doc_mb": len(raw) / 1e6, "peak_mb": round(peak / 1e6), "x_doc": round(peak / len(raw), 1),
-            "seconds": round(seconds, 1)}
+    return {
+        "stage": stage_name,
+        "doc_mb": len(raw) / 1e6,
+        "peak_mb": round(peak / 1e6),
+        "x_doc": round(peak / len(raw), 1),
+        "seconds": round(seconds, 1),
+    }
 
 
 JOB = """input: {{paths: [{data}], format: jsonl{cap}}}
@@ -97,11 +109,17 @@ def run_job(size: int, work: Path, cap: int | None) -> dict:
         rows = [{"id": "huge", "text": document(size)}] + [{"id": p["id"], "text": p["text"]} for p in paragraphs]
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     job = work / f"job-{cap}.yaml"
-    job.write_text(JOB.format(data=json.dumps(str(data)), cap=f", max_doc_bytes: {cap}" if cap else "",
-                              model=ROOT / "models/tokenizer/refinery-demo-8k.model"))
+    job.write_text(
+        JOB.format(
+            data=json.dumps(str(data)),
+            cap=f", max_doc_bytes: {cap}" if cap else "",
+            model=ROOT / "models/tokenizer/refinery-demo-8k.model",
+        )
+    )
     out = work / f"run-{cap}"
-    done = subprocess.run([sys.executable, __file__, "--one", "job", str(job), str(out)], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", "job", str(job), str(out)], capture_output=True, text=True, check=True
+    )
     row = json.loads(done.stdout.strip().splitlines()[-1])
     stats = json.loads((out / "stats" / "read.json").read_text())
     return {**row, "cap": cap or "default", "read_dropped": stats["dropped_by_reason"]}
@@ -125,13 +143,19 @@ def main() -> None:
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure_job(*args.one[1:]) if args.one[0] == "job" else measure(args.one[0], int(args.one[1]))))
+        print(
+            json.dumps(measure_job(*args.one[1:]) if args.one[0] == "job" else measure(args.one[0], int(args.one[1])))
+        )
         return
     print(f"{'stage':<10} {'doc MB':>7} {'peak MB':>8} {'x doc':>6} {'s':>6}")
     for mb in args.mb:
         for stage in args.stages:
-            done = subprocess.run([sys.executable, __file__, "--one", stage, str(int(mb * 1e6))],
-                                  capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", stage, str(int(mb * 1e6))],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{row['stage']:<10} {row['doc_mb']:>7.0f} {row['peak_mb']:>8} {row['x_doc']:>6} {row['seconds']:>6}")
     if args.job:
@@ -139,8 +163,10 @@ def main() -> None:
             size = int(mb * 1e6)
             for cap in (None, size + 1):
                 row = run_job(size, args.work / f"{mb:g}mb", cap)
-                print(f"whole job, {mb:g} MB document, cap {row['cap']}: peak {row['peak_mb']} MB, "
-                      f"{row['seconds']} s, read dropped {row['read_dropped']}")
+                print(
+                    f"whole job, {mb:g} MB document, cap {row['cap']}: peak {row['peak_mb']} MB, "
+                    f"{row['seconds']} s, read dropped {row['read_dropped']}"
+                )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ lines of the Universal Declaration of Human Rights (NLTK udhr2). "raw" is
 `fasttext.load_model(...).predict(text)` on the text with newlines replaced (fastText rejects
 them); "ours" is the stage, with its CJK script check.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -19,14 +20,39 @@ import pyarrow as pa
 from refinery.stages.langid import LangId, LangIdParams
 
 # UDHR files (ISO 639-3, script) → lid.176 labels (ISO 639-1).
-UDHR = {"arb": "ar", "ces": "cs", "cmn_hans": "zh", "cmn_hant": "zh", "deu": "de", "ell_monotonic": "el",
-        "eng": "en", "fin": "fi", "fra": "fr", "heb": "he", "hin": "hi", "ind": "id", "ita": "it", "jpn": "ja",
-        "kor": "ko", "nld": "nl", "pol": "pl", "por_PT": "pt", "rus": "ru", "spa": "es", "swe": "sv",
-        "tha": "th", "tur": "tr", "ukr": "uk", "vie": "vi"}
+UDHR = {
+    "arb": "ar",
+    "ces": "cs",
+    "cmn_hans": "zh",
+    "cmn_hant": "zh",
+    "deu": "de",
+    "ell_monotonic": "el",
+    "eng": "en",
+    "fin": "fi",
+    "fra": "fr",
+    "heb": "he",
+    "hin": "hi",
+    "ind": "id",
+    "ita": "it",
+    "jpn": "ja",
+    "kor": "ko",
+    "nld": "nl",
+    "pol": "pl",
+    "por_PT": "pt",
+    "rus": "ru",
+    "spa": "es",
+    "swe": "sv",
+    "tha": "th",
+    "tur": "tr",
+    "ukr": "uk",
+    "vie": "vi",
+}
 
 
 def accuracy(stage: LangId, texts: list[str], lang: str) -> tuple[float, float]:
-    batch = pa.RecordBatch.from_pylist([{"id": str(i), "text": t, "url": None, "source": ""} for i, t in enumerate(texts)])
+    batch = pa.RecordBatch.from_pylist(
+        [{"id": str(i), "text": t, "url": None, "source": ""} for i, t in enumerate(texts)]
+    )
     ours = stage.process(batch).batch.column("lang").to_pylist()
     raw, _ = stage.predict([t.replace("\n", " ") for t in texts])
     return sum(x == lang for x in ours) / len(texts), sum(x == lang for x in raw) / len(texts)
@@ -51,9 +77,11 @@ def main(shared: Path) -> None:
     for name in ("lingua sentences", "UDHR lines"):
         sel = [r for r in rows if r[0] == name]
         total = sum(r[2] for r in sel)
-        print(f"{name}: micro accuracy ours {sum(r[2] * r[3] for r in sel) / total:.4f}, "
-              f"raw {sum(r[2] * r[4] for r in sel) / total:.4f}; languages where ours < raw: "
-              f"{[r[1] for r in sel if r[3] < r[4]]}")
+        print(
+            f"{name}: micro accuracy ours {sum(r[2] * r[3] for r in sel) / total:.4f}, "
+            f"raw {sum(r[2] * r[4] for r in sel) / total:.4f}; languages where ours < raw: "
+            f"{[r[1] for r in sel if r[3] < r[4]]}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from a state saved halfway through the epoch, a fresh dataset and loader to the 
 
     python bench/loader.py [--tokens 16000000] [--seq-len 2048] [--batch-size 8] [--workers 0] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,10 @@ def write_ours(docs, folder: Path) -> None:
 
     step = 4096
     batches = (
-        pa.RecordBatch.from_arrays([token_lists(docs[i : i + step]), pa.array([str(j) for j in range(i, i + len(docs[i : i + step]))])], names=["input_ids", "id"])
+        pa.RecordBatch.from_arrays(
+            [token_lists(docs[i : i + step]), pa.array([str(j) for j in range(i, i + len(docs[i : i + step]))])],
+            names=["input_ids", "id"],
+        )
         for i in range(0, len(docs), step)
     )
     write_shards(batches, folder, tok.info(add_bos=True, add_eos=True))
@@ -91,8 +95,16 @@ def write_litdata(docs, folder: Path) -> None:
     from litdata.streaming.item_loader import TokensLoader
 
     DOCS[:] = docs
-    optimize(fn=_litdata_item, inputs=list(range(64)), output_dir=str(folder), chunk_bytes="64MB",
-             item_loader=TokensLoader(), num_workers=1, start_method="fork", verbose=False)
+    optimize(
+        fn=_litdata_item,
+        inputs=list(range(64)),
+        output_dir=str(folder),
+        chunk_bytes="64MB",
+        item_loader=TokensLoader(),
+        num_workers=1,
+        start_method="fork",
+        verbose=False,
+    )
 
 
 def ours(folder, seq_len, batch, workers):
@@ -117,7 +129,11 @@ def litdata(folder, seq_len, batch, workers):
 
 
 def batch_tokens(batch, seq_len: int) -> int:
-    first = batch["input_ids"] if isinstance(batch, dict) and "input_ids" in batch else (batch["tokens"] if isinstance(batch, dict) else batch)
+    first = (
+        batch["input_ids"]
+        if isinstance(batch, dict) and "input_ids" in batch
+        else (batch["tokens"] if isinstance(batch, dict) else batch)
+    )
     return first.shape[0] * seq_len
 
 
@@ -189,8 +205,12 @@ def main() -> None:
                 rows[name].append(row)
         keys = (("tokens_per_s", max), ("tokens_per_cpu_s", max), ("first_batch_s", min), ("resume_s", min))
         summary = {
-            kind: {name: rows[name][0] | {key: (pick if kind == "best" else median)(r[key] for r in rows[name]) for key, pick in keys}
-                   | {"write_s": written[name]} for name in args.only}
+            kind: {
+                name: rows[name][0]
+                | {key: (pick if kind == "best" else median)(r[key] for r in rows[name]) for key, pick in keys}
+                | {"write_s": written[name]}
+                for name in args.only
+            }
             for kind in ("best", "median")
         }
         for kind, results in summary.items():
@@ -205,7 +225,16 @@ def main() -> None:
                             f"{kind}: refinery / {name}: {ours_row['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s, "
                             f"{ours_row['tokens_per_cpu_s'] / r['tokens_per_cpu_s']:.2f}x tokens per CPU second"
                         )
-        print(json.dumps({"tokens": int(sum(map(len, docs))), "seq_len": args.seq_len, "batch_size": args.batch_size, "workers": args.workers}))
+        print(
+            json.dumps(
+                {
+                    "tokens": int(sum(map(len, docs))),
+                    "seq_len": args.seq_len,
+                    "batch_size": args.batch_size,
+                    "workers": args.workers,
+                }
+            )
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -9,6 +9,7 @@ benchmark's news and blog articles).
 
     python bench/longctx.py --data ../shared/data [--segment-chars 1000] [--scorer ngram]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,9 @@ def real_documents(root: Path, window_chars: int) -> list[tuple[str, list[str]]]
 
 def shuffled_documents(real: list[tuple[str, list[str]]], root: Path, seed: int) -> list[tuple[str, list[str]]]:
     rng = random.Random(seed)
-    articles = [(doc_id, corpora.chunks(text, UNIT_CHARS, by_lines=True)) for doc_id, text in corpora.article_bodies(root)]
+    articles = [
+        (doc_id, corpora.chunks(text, UNIT_CHARS, by_lines=True)) for doc_id, text in corpora.article_bodies(root)
+    ]
     pool = real + articles
     out = []
     for doc_id, units in real:
@@ -83,11 +86,15 @@ def main(argv: list[str] | None = None) -> int:
             labels.append(label)
     seconds = time.perf_counter() - start
     scores_a, labels_a = np.array(scores), np.array(labels)
-    print(f"documents: {labels_a.sum()} real, {(~labels_a).sum()} shuffled; mean length {chars / len(scores):.0f} chars")
+    print(
+        f"documents: {labels_a.sum()} real, {(~labels_a).sum()} shuffled; mean length {chars / len(scores):.0f} chars"
+    )
     print(f"scorer {args.scorer}, segment_chars {args.segment_chars}, max_pairs {args.max_pairs}")
     print(f"gain real: median {np.median(scores_a[labels_a]):.4f} min {scores_a[labels_a].min():.4f}")
     print(f"gain shuffled: median {np.median(scores_a[~labels_a]):.4f} max {scores_a[~labels_a].max():.4f}")
-    print(f"AUC {roc_auc(scores_a, labels_a):.4f}; {len(scores) / seconds:.1f} docs/s, {chars / seconds / 1e6:.2f} MB/s")
+    print(
+        f"AUC {roc_auc(scores_a, labels_a):.4f}; {len(scores) / seconds:.1f} docs/s, {chars / seconds / 1e6:.2f} MB/s"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ plus the per-document Python shingling (lower, split, join) a pipeline would hav
 "Given shingles" for refinery is its signature kernel alone on the shingle hashes of the text.
     python bench/minhash.py [--docs 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,10 @@ def main() -> None:
         from_text = sec if name == "refinery" else sec + prep
         print(f"{name:11s} {len(docs) / given.get(name, sec):15.0f} {len(docs) / from_text:10.0f}")
     for peer in ("datasketch", "rensa"):
-        print(f"refinery / {peer:10s} = {results[peer] / given['refinery']:.2f}x given shingles, "
-              f"{(results[peer] + prep) / results['refinery']:.2f}x from text")
+        print(
+            f"refinery / {peer:10s} = {results[peer] / given['refinery']:.2f}x given shingles, "
+            f"{(results[peer] + prep) / results['refinery']:.2f}x from text"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ also timed with every kind.
 
     python bench/pii.py [--repeat 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,17 @@ def documents(repeat: int, seed: int = 0) -> tuple[list[str], list[list[tuple[st
 def ours(texts: list[str], kinds: list[str]) -> tuple[list[str], float]:
     stage = Pii(PiiParams(kinds=kinds, replacement="<{kind}>"))
     n = len(texts)
-    batches = [pa.RecordBatch.from_pydict({"id": [str(i) for i in range(a, min(a + 2000, n))],
-                                           "text": pa.array(texts[a : a + 2000], pa.large_string()),
-                                           "url": [None] * len(texts[a : a + 2000]), "source": ["bench"] * len(texts[a : a + 2000])})
-               for a in range(0, n, 2000)]
+    batches = [
+        pa.RecordBatch.from_pydict(
+            {
+                "id": [str(i) for i in range(a, min(a + 2000, n))],
+                "text": pa.array(texts[a : a + 2000], pa.large_string()),
+                "url": [None] * len(texts[a : a + 2000]),
+                "source": ["bench"] * len(texts[a : a + 2000]),
+            }
+        )
+        for a in range(0, n, 2000)
+    ]
     start = time.process_time()
     out = [run_map_stage(stage, b)[0].column("text") for b in batches]
     seconds = time.process_time() - start
@@ -87,8 +95,12 @@ def score(name: str, out: list[str], planted, alikes, kinds) -> dict:
         for other in others:
             total_alikes += 1
             altered += f"It was {other}" not in text
-    row = {"system": name, **{f"recall_{k}": round(a / b, 4) if b else None for k, (a, b) in found.items()},
-           "look_alikes_altered": altered, "look_alikes": total_alikes}
+    row = {
+        "system": name,
+        **{f"recall_{k}": round(a / b, 4) if b else None for k, (a, b) in found.items()},
+        "look_alikes_altered": altered,
+        "look_alikes": total_alikes,
+    }
     return row
 
 
@@ -103,14 +115,18 @@ def main() -> None:
     ours_two, ours_two_s = ours(texts, two)
     peer, peer_s = datatrove(texts)
     ours_all, ours_all_s = ours(texts, list(KINDS))
-    rows = [score("refinery pii, email+ip", ours_two, planted, alikes, two),
-            score("datatrove PIIFormatter", peer, planted, alikes, two),
-            score("refinery pii, all kinds", ours_all, planted, alikes, list(KINDS))]
+    rows = [
+        score("refinery pii, email+ip", ours_two, planted, alikes, two),
+        score("datatrove PIIFormatter", peer, planted, alikes, two),
+        score("refinery pii, all kinds", ours_all, planted, alikes, list(KINDS)),
+    ]
     for row, seconds in zip(rows, (ours_two_s, peer_s, ours_all_s)):
         row["mb_per_s"] = round(mb / seconds, 2)
         print(json.dumps(row))
-    print(f"ratio (email+ip, MB/s per core): {rows[0]['mb_per_s'] / rows[1]['mb_per_s']:.2f}x datatrove; "
-          f"all kinds: {rows[2]['mb_per_s'] / rows[1]['mb_per_s']:.2f}x")
+    print(
+        f"ratio (email+ip, MB/s per core): {rows[0]['mb_per_s'] / rows[1]['mb_per_s']:.2f}x datatrove; "
+        f"all kinds: {rows[2]['mb_per_s'] / rows[1]['mb_per_s']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

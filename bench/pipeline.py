@@ -38,6 +38,7 @@ descendants, so orphaned children are reaped here and counted. docs/s per core =
 CPU seconds; docs/s per worker = input pages / wall seconds / workers. Per-stage seconds are
 each pipeline's own timers, summed over workers (the notes under the table say how).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,6 +73,7 @@ GROUPS: set[int] = set()  # process groups of the running sides, killed on exit
 
 # ---------------------------------------------------------------- input
 
+
 def real_pages(data: Path) -> list[tuple[str, bytes]]:
     """(URL, raw HTML) of the real pages of the data folder, in a fixed order."""
     evaldata = json.loads((data / "trafilatura_eval" / "evaldata.json").read_text())
@@ -80,7 +82,12 @@ def real_pages(data: Path) -> list[tuple[str, bytes]]:
     pages = []
     for path in sorted((data / "trafilatura_eval" / "html").glob("*.html.gz")):
         url = urls[path.name.removesuffix(".gz")]
-        pages.append((url if url.startswith("http") else f"https://pages.invalid/{path.stem}", gzip.decompress(path.read_bytes())))
+        pages.append(
+            (
+                url if url.startswith("http") else f"https://pages.invalid/{path.stem}",
+                gzip.decompress(path.read_bytes()),
+            )
+        )
     for path in sorted((data / "article_extraction_benchmark" / "html").glob("*.html.gz")):
         pages.append((gold[path.name.split(".")[0]]["url"], gzip.decompress(path.read_bytes())))
     return pages
@@ -122,6 +129,7 @@ def build_input(data: Path, n: int, folder: Path) -> Path:
 
 # ---------------------------------------------------------------- tokenizer
 
+
 def hf_tokenizer(model: Path, out: Path) -> Path:
     """The SentencePiece BPE model as a `tokenizers` tokenizer.json: its vocabulary and merges,
     spaces as '▁' with no dummy prefix (identity normalization), pieces split where
@@ -132,14 +140,23 @@ def hf_tokenizer(model: Path, out: Path) -> Path:
 
     sp = spm.SentencePieceProcessor(model_file=str(model))
     spec = SentencePieceExtractor(str(model)).extract(None)
-    tok = Tokenizer(models.BPE(vocab=spec["vocab"], merges=spec["merges"], unk_token=sp.id_to_piece(sp.unk_id()),
-                               byte_fallback=True, fuse_unk=True))
+    tok = Tokenizer(
+        models.BPE(
+            vocab=spec["vocab"],
+            merges=spec["merges"],
+            unk_token=sp.id_to_piece(sp.unk_id()),
+            byte_fallback=True,
+            fuse_unk=True,
+        )
+    )
     tok.normalizer = normalizers.Replace(" ", "▁")
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("▁+[^▁]*|[^▁]+"), behavior="isolated")
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     tok.add_special_tokens(spec["additional_special_tokens"])
     bos, eos = sp.id_to_piece(sp.bos_id()), sp.id_to_piece(sp.eos_id())
-    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A {eos}", special_tokens=[(bos, sp.bos_id()), (eos, sp.eos_id())])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", special_tokens=[(bos, sp.bos_id()), (eos, sp.eos_id())]
+    )
     tok.save(str(out))
     return out
 
@@ -161,6 +178,7 @@ def token_agreement(run: Path, tokenizer_json: Path, limit: int = 200) -> tuple[
 
 
 # ---------------------------------------------------------------- measuring a process tree
+
 
 def become_subreaper() -> None:
     """Orphaned descendants are re-parented to this process, so their CPU time reaches our
@@ -213,14 +231,20 @@ def measured(cmd: list[str], log: Path) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- refinery
 
+
 def refinery_job(inputs: Path, workers: int) -> Path:
     job = {
         "input": {"paths": [f"{inputs.name}/*.warc.gz"], "format": "warc"},
         "stages": [
             {"stage": "extract", "favor_precision": True, "timeout_s": TIMEOUT_S},
             {"stage": "langid", "languages": ["en"], "threshold": 0.65},
-            {"stage": "rules", "c4_badwords": None, "internlm2": None, "c4_paragraph": None,
-             "c4_quality": {"remove_lines": True}},
+            {
+                "stage": "rules",
+                "c4_badwords": None,
+                "internlm2": None,
+                "c4_paragraph": None,
+                "c4_quality": {"remove_lines": True},
+            },
             {"stage": "dedup", "method": "minhash", "ngram": NGRAM, "num_perm": 128, "threshold": 0.7},
             {"stage": "tokenize", "tokenizer": str(SPM_MODEL)},
         ],
@@ -249,10 +273,13 @@ def refinery_stages(run: Path) -> dict[str, tuple[float | None, int, int]]:
 
 
 def refinery_tokens(run: Path) -> int:
-    return sum(pq.read_table(p, columns=["n_tokens"]).column(0).to_numpy().sum() for p in (run / "docs").glob("*.parquet"))
+    return sum(
+        pq.read_table(p, columns=["n_tokens"]).column(0).to_numpy().sum() for p in (run / "docs").glob("*.parquet")
+    )
 
 
 # ---------------------------------------------------------------- datatrove
+
 
 def datatrove_steps(inputs: Path, out: Path, tokenizer_json: Path) -> list[tuple[str, list, int]]:
     """(name, pipeline, tasks) of the executors to run one after another."""
@@ -278,22 +305,35 @@ def datatrove_steps(inputs: Path, out: Path, tokenizer_json: Path) -> list[tuple
     config = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS)
     sigs, buckets, remove = str(out / "signatures"), str(out / "buckets"), str(out / "remove_ids")
     return [
-        ("filter", [
-            WarcReader(str(inputs)),
-            Trafilatura(favour_precision=True, timeout=TIMEOUT_S, deduplicate=False),
-            local_language_filter(),
-            GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter(),
-            ParquetWriter(str(out / "filtered"), compression="zstd"),
-            minhash_signature(MinhashDedupSignature(output_folder=sigs, config=config)),
-        ], FILES),
+        (
+            "filter",
+            [
+                WarcReader(str(inputs)),
+                Trafilatura(favour_precision=True, timeout=TIMEOUT_S, deduplicate=False),
+                local_language_filter(),
+                GopherRepetitionFilter(),
+                GopherQualityFilter(),
+                C4QualityFilter(),
+                FineWebQualityFilter(),
+                ParquetWriter(str(out / "filtered"), compression="zstd"),
+                minhash_signature(MinhashDedupSignature(output_folder=sigs, config=config)),
+            ],
+            FILES,
+        ),
         ("minhash buckets", [MinhashDedupBuckets(input_folder=sigs, output_folder=buckets, config=config)], BANDS),
         ("minhash cluster", [MinhashDedupCluster(input_folder=buckets, output_folder=remove, config=config)], 1),
-        ("dedup and tokenize", [
-            ParquetReader(str(out / "filtered")),
-            MinhashDedupFilter(input_folder=remove),
-            ParquetWriter(str(out / "docs"), compression="zstd"),
-            DocumentTokenizer(str(out / "tokens"), tokenizer_name_or_path=str(tokenizer_json), shuffle_documents=False),
-        ], FILES),
+        (
+            "dedup and tokenize",
+            [
+                ParquetReader(str(out / "filtered")),
+                MinhashDedupFilter(input_folder=remove),
+                ParquetWriter(str(out / "docs"), compression="zstd"),
+                DocumentTokenizer(
+                    str(out / "tokens"), tokenizer_name_or_path=str(tokenizer_json), shuffle_documents=False
+                ),
+            ],
+            FILES,
+        ),
     ]
 
 
@@ -362,6 +402,7 @@ def datatrove_stages(out: Path) -> dict[str, tuple[float, int, int]]:
 
 # ---------------------------------------------------------------- running and reporting
 
+
 def run_refinery(inputs: Path, workers: int, work: Path) -> tuple[float, float, dict, int]:
     run = work / "refinery-run"
     shutil.rmtree(run, ignore_errors=True)
@@ -374,7 +415,17 @@ def run_refinery(inputs: Path, workers: int, work: Path) -> tuple[float, float, 
 def run_datatrove(pages: int, workers: int, work: Path) -> tuple[float, float, dict, int]:
     out = work / "datatrove-run"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--datatrove-child", "--pages", str(pages), "--workers", str(workers), "--work", str(work)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--datatrove-child",
+        "--pages",
+        str(pages),
+        "--workers",
+        str(workers),
+        "--work",
+        str(work),
+    ]
     wall, cpu = measured(cmd, work / "datatrove.log")
     return wall, cpu, datatrove_stages(out), datatrove_tokens(out)
 
@@ -383,7 +434,9 @@ def report(pages: int, workers: int, results: dict[str, tuple[float, float, dict
     print("| system | wall s | CPU s | docs/s per core | docs/s per worker | documents tokenized | tokens |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, (wall, cpu, stages, tokens) in results.items():
-        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {pages / cpu:.2f} | {pages / wall / workers:.2f} | {stages['tokenize'][2]:,} | {tokens:,} |")
+        print(
+            f"| {name} | {wall:.1f} | {cpu:.1f} | {pages / cpu:.2f} | {pages / wall / workers:.2f} | {stages['tokenize'][2]:,} | {tokens:,} |"
+        )
     (rw, rc, ours, _), (dw, dc, peer, _) = results.values()
     print(f"refinery / datatrove: {dc / rc:.2f}x per core (CPU), {dw / rw:.2f}x per worker (wall)\n")
     print("| stage | refinery s | share | in -> kept | datatrove s | share | in -> kept |")
@@ -399,19 +452,25 @@ def report(pages: int, workers: int, results: dict[str, tuple[float, float, dict
     for stage in peer:
         print(f"| {stage} | {cells(ours.get(stage), rc)} | {cells(peer[stage], dc)} |")
     rest = [cpu - sum(s[0] or 0.0 for s in stages.values()) for _, cpu, stages, _ in results.values()]
-    print(f"| rest of the CPU time | {rest[0]:.1f} | {100 * rest[0] / rc:.0f}% | | {rest[1]:.1f} | {100 * rest[1] / dc:.0f}% | |")
-    print("Stage seconds are each pipeline's own timers summed over workers; share = of that side's CPU s.\n"
-          "refinery: reading and writing are not timed by its statistics (they are in the rest); dedup = its\n"
-          "filter phase + the wall time of signatures and resolve between its segments.\n"
-          "datatrove: dedup = signature step (less the steps before it, which its timer includes) + the\n"
-          "bucket and cluster executors' wall time + the filter step; read = WarcReader's record decoding.")
+    print(
+        f"| rest of the CPU time | {rest[0]:.1f} | {100 * rest[0] / rc:.0f}% | | {rest[1]:.1f} | {100 * rest[1] / dc:.0f}% | |"
+    )
+    print(
+        "Stage seconds are each pipeline's own timers summed over workers; share = of that side's CPU s.\n"
+        "refinery: reading and writing are not timed by its statistics (they are in the rest); dedup = its\n"
+        "filter phase + the wall time of signatures and resolve between its segments.\n"
+        "datatrove: dedup = signature step (less the steps before it, which its timer includes) + the\n"
+        "bucket and cluster executors' wall time + the filter step; read = WarcReader's record decoding."
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pages", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--work", type=Path, help="work folder (default: a new temporary one); the input WARC is cached there")
+    ap.add_argument(
+        "--work", type=Path, help="work folder (default: a new temporary one); the input WARC is cached there"
+    )
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
     ap.add_argument("--datatrove-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -427,10 +486,15 @@ def main() -> None:
     build_input(args.data, args.pages, inputs)
     hf_tokenizer(SPM_MODEL, tokenizer_json)
     mb = sum(p.stat().st_size for p in inputs.glob("*.warc.gz")) / 1e6
-    print(f"{args.pages:,} WARC records ({mb:.0f} MB gzip, {FILES} files) in {work}; {args.workers} workers each side", flush=True)
+    print(
+        f"{args.pages:,} WARC records ({mb:.0f} MB gzip, {FILES} files) in {work}; {args.workers} workers each side",
+        flush=True,
+    )
     results = {"refinery": run_refinery(inputs, args.workers, work)}
     same, compared = token_agreement(work / "refinery-run", tokenizer_json)
-    print(f"token ids: {same} of {compared} refinery documents encoded alike by the converted tokenizer.json", flush=True)
+    print(
+        f"token ids: {same} of {compared} refinery documents encoded alike by the converted tokenizer.json", flush=True
+    )
     results["datatrove"] = run_datatrove(args.pages, args.workers, work)
     report(args.pages, args.workers, results)
 

@@ -24,6 +24,7 @@ Input is built once per size and cached in WORK/input-N/; results go to WORK/sca
 
     python bench/scale.py --docs 250000 1000000 4000000 [--work /tmp/scale-bench] [--workers N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 # --- input ---------------------------------------------------------------------------------
 
+
 def build_input(n: int, dup_rate: float, folder: Path) -> dict:
     """Builds (or reuses) the Parquet input of `n` documents; returns its metadata."""
     marker = folder / "BUILT.json"
@@ -68,8 +70,11 @@ def build_input(n: int, dup_rate: float, folder: Path) -> dict:
     # In a child process, so the generator's in-memory document list never stays in this one.
     subprocess.run([sys.executable, __file__, "--build-child", str(n), str(dup_rate), str(folder)], check=True)
     meta = json.loads(marker.read_text())
-    print(f"built {n} documents ({meta['copies']} injected copies, {meta['mb']:.0f} MB) "
-          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    print(
+        f"built {n} documents ({meta['copies']} injected copies, {meta['mb']:.0f} MB) "
+        f"in {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
     return meta
 
 
@@ -96,6 +101,7 @@ def write_job(path: Path, input_dir: Path, workers: int | None) -> None:
 
 
 # --- /proc sampling ------------------------------------------------------------------------
+
 
 def _proc_table() -> dict[int, tuple[int, int, int, str]]:
     """pid -> (ppid, pgid, sid, starttime) for every process."""
@@ -207,6 +213,7 @@ class Sampler(threading.Thread):
 
     def kill_leftovers(self) -> list[int]:
         """SIGTERM, then SIGKILL, every process seen in the tree that is still the same process."""
+
         def alive() -> list[int]:
             table = _proc_table()
             return [p for p, start in self.seen.items() if p in table and table[p][3] == start and p != os.getpid()]
@@ -246,11 +253,17 @@ def measured_run(cmd: list[str], env: dict, log: Path, timeout: float | None) ->
         proc.wait()
     mib = 2**20
     return {
-        "rc": code, "wall_s": wall, "samples": sampler.samples,
-        "driver_rss_mib": sampler.driver / mib, "driver_anon_mib": sampler.driver_anon / mib,
-        "worker_rss_mib": sampler.worker / mib, "worker_anon_mib": sampler.worker_anon / mib,
-        "worker_name": sampler.worker_name, "max_workers": sampler.max_workers,
-        "services_rss_mib": sampler.services / mib, "tree_rss_mib": sampler.total / mib,
+        "rc": code,
+        "wall_s": wall,
+        "samples": sampler.samples,
+        "driver_rss_mib": sampler.driver / mib,
+        "driver_anon_mib": sampler.driver_anon / mib,
+        "worker_rss_mib": sampler.worker / mib,
+        "worker_anon_mib": sampler.worker_anon / mib,
+        "worker_name": sampler.worker_name,
+        "max_workers": sampler.max_workers,
+        "services_rss_mib": sampler.services / mib,
+        "tree_rss_mib": sampler.total / mib,
         "peak_rss_by_name_mib": {k: round(v / mib, 1) for k, v in sorted(sampler.by_name.items())},
         "leftover_pids_killed": leftovers,
     }
@@ -268,8 +281,13 @@ def run_size(n: int, args) -> dict:
     refinery = Path(sys.executable).with_name("refinery")
     cmd = [str(refinery) if refinery.exists() else "refinery", "run", str(job), "--out", str(out), "--runner", "ray"]
     print(f"{n}: {' '.join(cmd)}", flush=True)
-    result = {"docs": n, "input_mb": meta["mb"], "copies": meta["copies"], "log": str(args.work / f"run-{n}.log"),
-              **measured_run(cmd, env, args.work / f"run-{n}.log", args.timeout)}
+    result = {
+        "docs": n,
+        "input_mb": meta["mb"],
+        "copies": meta["copies"],
+        "log": str(args.work / f"run-{n}.log"),
+        **measured_run(cmd, env, args.work / f"run-{n}.log", args.timeout),
+    }
     if result["rc"] == 0:
         result["kept"] = sum(pq.ParquetFile(p).metadata.num_rows for p in (out / "docs").rglob("*.parquet"))
         manifest = out / "shards" / "manifest.json"
@@ -288,16 +306,21 @@ def run_size(n: int, args) -> dict:
 
 # --- report --------------------------------------------------------------------------------
 
+
 def report(results: list[dict]) -> dict:
     print()
-    print(f"{'docs':>9} {'input MB':>9} {'wall s':>8} {'docs/s':>8} {'driver MiB':>11} {'worker MiB':>11} "
-          f"{'services MiB':>13} {'kept':>9}")
+    print(
+        f"{'docs':>9} {'input MB':>9} {'wall s':>8} {'docs/s':>8} {'driver MiB':>11} {'worker MiB':>11} "
+        f"{'services MiB':>13} {'kept':>9}"
+    )
     for r in results:
         ok = r["rc"] == 0
-        print(f"{r['docs']:>9} {r['input_mb']:>9.1f} {r['wall_s']:>8.1f} "
-              f"{(r['docs'] / r['wall_s'] if ok else 0):>8.0f} {r['driver_rss_mib']:>11.0f} "
-              f"{r['worker_rss_mib']:>11.0f} {r['services_rss_mib']:>13.0f} "
-              f"{(r.get('kept', 'FAILED')):>9}")
+        print(
+            f"{r['docs']:>9} {r['input_mb']:>9.1f} {r['wall_s']:>8.1f} "
+            f"{(r['docs'] / r['wall_s'] if ok else 0):>8.0f} {r['driver_rss_mib']:>11.0f} "
+            f"{r['worker_rss_mib']:>11.0f} {r['services_rss_mib']:>13.0f} "
+            f"{(r.get('kept', 'FAILED')):>9}"
+        )
     base = results[0]
     verdict = {"goal_rss": GOAL_RSS, "goal_wall": GOAL_WALL, "ratios": [], "pass": None}
     if base["rc"] != 0:
@@ -322,10 +345,22 @@ def report(results: list[dict]) -> dict:
         ok = all(checks.values())
         all_pass &= ok
         failed = ",".join(k for k, v in checks.items() if not v)
-        print(f"{r['docs']:>9} {scale:>6.1f}x {wall:>9.2f}x {driver:>10.2f}x {worker:>10.2f}x {services:>8.2f}x  "
-              f"{'PASS' if ok else 'FAIL (' + failed + ')'}")
-        verdict["ratios"].append({"docs": r["docs"], "scale": scale, "wall_vs_proportional": wall, "driver_rss": driver,
-                                  "worker_rss": worker, "services_rss": services, "checks": checks, "pass": ok})
+        print(
+            f"{r['docs']:>9} {scale:>6.1f}x {wall:>9.2f}x {driver:>10.2f}x {worker:>10.2f}x {services:>8.2f}x  "
+            f"{'PASS' if ok else 'FAIL (' + failed + ')'}"
+        )
+        verdict["ratios"].append(
+            {
+                "docs": r["docs"],
+                "scale": scale,
+                "wall_vs_proportional": wall,
+                "driver_rss": driver,
+                "worker_rss": worker,
+                "services_rss": services,
+                "checks": checks,
+                "pass": ok,
+            }
+        )
     verdict["pass"] = all_pass if len(results) > 1 else None
     if len(results) > 1:
         print(f"\noverall: {'PASS' if all_pass else 'FAIL'}")
@@ -355,9 +390,12 @@ def main() -> None:
     for n in sizes:
         results.append(run_size(n, args))
         r = results[-1]
-        print(f"{n}: rc {r['rc']}, {r['wall_s']:.1f} s, driver {r['driver_rss_mib']:.0f} MiB, "
-              f"largest worker {r['worker_rss_mib']:.0f} MiB ({r['worker_name']}), "
-              f"services {r['services_rss_mib']:.0f} MiB, tree {r['tree_rss_mib']:.0f} MiB", flush=True)
+        print(
+            f"{n}: rc {r['rc']}, {r['wall_s']:.1f} s, driver {r['driver_rss_mib']:.0f} MiB, "
+            f"largest worker {r['worker_rss_mib']:.0f} MiB ({r['worker_name']}), "
+            f"services {r['services_rss_mib']:.0f} MiB, tree {r['tree_rss_mib']:.0f} MiB",
+            flush=True,
+        )
     verdict = report(results)
     info = {"command": sys.argv, "workers": args.workers, "cpus": os.cpu_count(), "interval_s": INTERVAL}
     (args.work / "scale.json").write_text(json.dumps({**info, "results": results, **verdict}, indent=2))

@@ -8,6 +8,7 @@ default), the stage returns Arrow batches with `input_ids` and `n_tokens` added.
 
     python bench/tokenize_stage.py [--mb 16] [--threads 2] [--model models/tokenizer/refinery-demo-8k.model]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,9 @@ def main() -> None:
     texts = corpus(args.mb)
     chunks = [texts[i : i + args.batch_docs] for i in range(0, len(texts), args.batch_docs)]
     batches = [
-        pa.RecordBatch.from_arrays([pa.array([str(i)] * len(c)), pa.array(c, type=pa.large_string())], names=["id", "text"])
+        pa.RecordBatch.from_arrays(
+            [pa.array([str(i)] * len(c)), pa.array(c, type=pa.large_string())], names=["id", "text"]
+        )
         for i, c in enumerate(chunks)
     ]
     sp = spm.SentencePieceProcessor(model_file=args.model)

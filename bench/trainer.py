@@ -11,6 +11,7 @@ sequence per token) and, on a GPU in the table of peaks, the model FLOPs utilisa
     python bench/trainer.py                                   # tiny shape on CPU
     python bench/trainer.py --device cuda --preset 1.8B --seq-len 4096 --batch 2 --compile --peer none
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,6 +40,7 @@ def build(name: str, cfg, device):
 
         def forward(ids):
             return model(ids, use_cache=False).logits
+
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     return model, forward, optimizer
@@ -82,8 +84,10 @@ def main() -> None:
     cfg = preset(args.preset, **overrides)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     gen = torch.Generator().manual_seed(0)
-    batches = [torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len + 1), generator=gen).to(device)
-               for _ in range(args.steps)]
+    batches = [
+        torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len + 1), generator=gen).to(device)
+        for _ in range(args.steps)
+    ]
     tokens = args.steps * args.batch * args.seq_len
     names = ["ours"] + (["llama"] if args.peer == "llama" else [])
     runners = {}
@@ -99,24 +103,33 @@ def main() -> None:
         for name in names:
             forward, model, optimizer = runners[name]
             times[name].append(run_steps(forward, model, optimizer, batches, device, autocast))
-    print(f"shape {args.preset} ({cfg.num_params() / 1e6:.1f}M params) seq {args.seq_len} batch {args.batch} "
-          f"on {device.type} ({torch.get_num_threads()} threads), {args.rounds} rounds x {args.steps} steps")
+    print(
+        f"shape {args.preset} ({cfg.num_params() / 1e6:.1f}M params) seq {args.seq_len} batch {args.batch} "
+        f"on {device.type} ({torch.get_num_threads()} threads), {args.rounds} rounds x {args.steps} steps"
+    )
     wall = {name: [w for w, _ in t] for name, t in times.items()}
     cpu = {name: [c for _, c in t] for name, t in times.items()}
     rate = {name: tokens / min(t) for name, t in wall.items()}
     median = {name: tokens / statistics.median(t) for name, t in wall.items()}
     per_cpu = {name: tokens / min(t) for name, t in cpu.items()}
     for name in names:
-        print(f"  {name:6s} wall: best {rate[name]:10.0f} tokens/s, median {median[name]:10.0f}; "
-              f"per CPU-second: best {per_cpu[name]:10.0f}")
+        print(
+            f"  {name:6s} wall: best {rate[name]:10.0f} tokens/s, median {median[name]:10.0f}; "
+            f"per CPU-second: best {per_cpu[name]:10.0f}"
+        )
     if "llama" in rate:
-        print(f"  ratio ours/llama: wall best {rate['ours'] / rate['llama']:.3f}, wall median "
-              f"{median['ours'] / median['llama']:.3f}, CPU-time best {per_cpu['ours'] / per_cpu['llama']:.3f}")
+        print(
+            f"  ratio ours/llama: wall best {rate['ours'] / rate['llama']:.3f}, wall median "
+            f"{median['ours'] / median['llama']:.3f}, CPU-time best {per_cpu['ours'] / per_cpu['llama']:.3f}"
+        )
     achieved = flops_per_token(cfg, args.seq_len) * rate["ours"]
     peak = peak_flops(device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"  {where}: {achieved / 1e12:.3g} TFLOP/s" + (f", MFU {achieved / peak:.1%}" if peak else "")
-          + f"; peak memory {peak_memory_gib(device):.2f} GiB")
+    print(
+        f"  {where}: {achieved / 1e12:.3g} TFLOP/s"
+        + (f", MFU {achieved / peak:.1%}" if peak else "")
+        + f"; peak memory {peak_memory_gib(device):.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Words: one file per language, one entry per line. Space-separated languages matc
 (and multi-word phrases) case-insensitively; Chinese, Japanese and Thai, written without spaces,
 match substrings. A document's hit rate is hits per word (per character for the unspaced scripts).
 """
+
 from __future__ import annotations
 
 import re
@@ -71,7 +72,11 @@ class WordBlocklist:
         self._patterns: dict[str, re.Pattern] = {}
         for lang in languages or sorted(files):
             words = sorted(
-                {w.strip().lower() for w in files[lang].read_text(encoding="utf-8", errors="replace").splitlines() if w.strip()},
+                {
+                    w.strip().lower()
+                    for w in files[lang].read_text(encoding="utf-8", errors="replace").splitlines()
+                    if w.strip()
+                },
                 key=len,
                 reverse=True,
             )

@@ -16,6 +16,7 @@ safety: the SMS Spam Collection (CC BY 4.0), `spam` vs `ham` (the only labeled u
 set bundled; point config at a toxicity or adult-content model of your own for those categories).
 Documents, not chunks, are split 80/20 by a hash of their id, so held-out figures are honest.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,6 +59,7 @@ def _chunked(reader, target: int, by_lines: bool = False):
         for doc_id, text in reader(root):
             for chunk in corpora.chunks(text, target, by_lines=by_lines):
                 yield doc_id, chunk
+
     return examples
 
 
@@ -82,11 +84,13 @@ def _derived(kind: str):
         for i, (doc_id, text) in enumerate(_public_domain_prose(root)):
             if i % len(synthetic.DERIVATIONS) == offset:
                 yield doc_id, derive(text, synthetic.rng_for(f"{doc_id}#{i}", kind))
+
     return examples
 
 
 def _sms_groups(label: str | None, size: int):
     """Consecutive messages of one label joined `size` at a time (a document-sized example)."""
+
     def examples(root: Path):
         group: list[str] = []
         for doc_id, msg_label, text in corpora.sms(root):
@@ -96,6 +100,7 @@ def _sms_groups(label: str | None, size: int):
             if len(group) == size:
                 yield doc_id, "\n".join(group)
                 group = []
+
     return examples
 
 
@@ -104,6 +109,7 @@ def _sms_messages(label: str):
         for doc_id, msg_label, text in corpora.sms(root):
             if msg_label == label:
                 yield doc_id, text
+
     return examples
 
 
@@ -128,18 +134,37 @@ RECIPES = {
         "quality",
         positive="hq",
         sources=[
-            Source("nltk inaugural", "hq", PUBLIC_DOMAIN, _chunked(lambda r: corpora.nltk_plaintext(r, "inaugural"), 1000)),
-            Source("nltk state_union", "hq", PUBLIC_DOMAIN, _chunked(lambda r: corpora.nltk_plaintext(r, "state_union"), 1000)),
+            Source(
+                "nltk inaugural", "hq", PUBLIC_DOMAIN, _chunked(lambda r: corpora.nltk_plaintext(r, "inaugural"), 1000)
+            ),
+            Source(
+                "nltk state_union",
+                "hq",
+                PUBLIC_DOMAIN,
+                _chunked(lambda r: corpora.nltk_plaintext(r, "state_union"), 1000),
+            ),
             Source("nltk genesis (English KJV and WEB)", "hq", PUBLIC_DOMAIN, _chunked(corpora.genesis_english, 1000)),
             Source("nltk udhr2 (English)", "hq", PUBLIC_DOMAIN, _chunked(corpora.udhr_english, 1000)),
-            Source("trafilatura eval boilerplate snippets", "lq", TRAFILATURA, _chunked(corpora.boilerplate, 600, by_lines=True)),
-            Source("trafilatura eval navigation link texts", "lq", TRAFILATURA, _chunked(corpora.navigation, 600, by_lines=True)),
+            Source(
+                "trafilatura eval boilerplate snippets",
+                "lq",
+                TRAFILATURA,
+                _chunked(corpora.boilerplate, 600, by_lines=True),
+            ),
+            Source(
+                "trafilatura eval navigation link texts",
+                "lq",
+                TRAFILATURA,
+                _chunked(corpora.navigation, 600, by_lines=True),
+            ),
             Source("lingua single words (en)", "lq", LINGUA, lambda r: corpora.lingua_lines(r, "single-words")),
             Source("lingua word pairs (en)", "lq", LINGUA, lambda r: corpora.lingua_lines(r, "word-pairs")),
             *(Source(f"derived: {kind}", "lq", DERIVED, _derived(kind)) for kind in synthetic.DERIVATIONS),
         ],
         checks=[
-            Source("article-extraction-benchmark article bodies", "hq", ARTICLES, _chunked(corpora.article_bodies, 1000)),
+            Source(
+                "article-extraction-benchmark article bodies", "hq", ARTICLES, _chunked(corpora.article_bodies, 1000)
+            ),
             Source("SMS Spam Collection, 6 messages per example", "lq", SMS, _sms_groups(None, 6)),
         ],
     ),
@@ -226,7 +251,11 @@ def build(name: str, root: Path, out: Path) -> dict:
         card["attribution"] = recipe.attribution
     if recipe.checks:
         card["out_of_domain"] = {
-            source.name: {"label": source.label, "license": source.license, **_accuracy(model, [(t, source.label) for _, t in source.examples(root)][: source.max_examples])}
+            source.name: {
+                "label": source.label,
+                "license": source.license,
+                **_accuracy(model, [(t, source.label) for _, t in source.examples(root)][: source.max_examples]),
+            }
             for source in recipe.checks
         }
     write_card(model_path, card)
@@ -280,7 +309,9 @@ def run(args) -> int:
             continue
         card = build(name, root, out)
         held = card["heldout"]
-        print(f"{name}: accuracy {held['accuracy']:.4f}, auc {held.get('auc', float('nan')):.4f} on {held['n']} held-out examples -> {out / card['model']}")
+        print(
+            f"{name}: accuracy {held['accuracy']:.4f}, auc {held.get('auc', float('nan')):.4f} on {held['n']} held-out examples -> {out / card['model']}"
+        )
     return 0
 
 

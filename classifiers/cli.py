@@ -1,4 +1,5 @@
 """`refinery classifiers train|eval|build`: fastText classifiers from labeled JSONL."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,19 @@ def _train(args) -> int:
 
     examples, skipped = read_labeled(args.input, args.text_key, args.label_key)
     params = TrainParams(
-        dim=args.dim, epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams, min_count=args.min_count, quantize=not args.no_quantize
+        dim=args.dim,
+        epoch=args.epoch,
+        lr=args.lr,
+        word_ngrams=args.word_ngrams,
+        min_count=args.min_count,
+        quantize=not args.no_quantize,
     )
     model = train(examples, args.output, params)
-    print(json.dumps({"model": str(model.path), "labels": model.labels, "examples": len(examples), "skipped": dict(skipped)}))
+    print(
+        json.dumps(
+            {"model": str(model.path), "labels": model.labels, "examples": len(examples), "skipped": dict(skipped)}
+        )
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ The LM is pluggable: anything with `score_segments(segments, contexts) -> mean N
 (nats; a context of None means no context). The project ships a CPU n-gram-with-cache model
 (`ngram`) and can use a refinery InternLM2 checkpoint (`internlm2`).
 """
+
 from __future__ import annotations
 
 import math
@@ -68,7 +69,7 @@ def coherence(text: str, scorer: SegmentScorer, segment_chars: int = 2000, max_p
         return None
     targets = [segments[k] for k in ks]
     nll = scorer.score_segments(targets + targets, [None] * len(ks) + [segments[k - 1] for k in ks])
-    alone, context = nll[: len(ks)], nll[len(ks):]
+    alone, context = nll[: len(ks)], nll[len(ks) :]
     ok = np.isfinite(alone) & np.isfinite(context)
     if not ok.any():
         return None

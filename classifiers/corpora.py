@@ -4,6 +4,7 @@ Each reader yields `(doc_id, text)`; documents are the unit of the train/test sp
 document contributes to both sides. Licenses are in each folder's SOURCE.md and are recorded in
 the model cards.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,10 @@ def genesis_english(root: Path, parts: int = 10) -> Iterator[tuple[str, str]]:
             step = -(-len(lines) // parts)
             for k in range(parts):
                 # Verses are wrapped lines with no blank lines between them: one paragraph per line.
-                yield f"genesis/{k}", "\n\n".join(line.strip() for line in lines[k * step : (k + 1) * step] if line.strip())
+                yield (
+                    f"genesis/{k}",
+                    "\n\n".join(line.strip() for line in lines[k * step : (k + 1) * step] if line.strip()),
+                )
 
 
 def udhr_english(root: Path) -> Iterator[tuple[str, str]]:
@@ -118,7 +122,11 @@ def lingua_lines(root: Path, kind: str, language: str = "en", group: int = 25) -
     """Lines of the lingua language-ID test data (`single-words` or `word-pairs`), `group` at a
     time: keyword lists and tag clouds."""
     path = root / "lingua_langid_testdata" / kind / f"{language}.txt.gz"
-    lines = [line.strip() for line in gzip.decompress(path.read_bytes()).decode("utf-8", "replace").splitlines() if line.strip()]
+    lines = [
+        line.strip()
+        for line in gzip.decompress(path.read_bytes()).decode("utf-8", "replace").splitlines()
+        if line.strip()
+    ]
     for i in range(0, len(lines), group):
         yield f"lingua/{kind}/{language}/{i // group}", "\n".join(lines[i : i + group])
 

@@ -2,6 +2,7 @@
 
 Bad lines (not JSON, no text, no label) are skipped and counted by reason, never fatal.
 """
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 
-def read_labeled(path: str | Path, text_key: str = "text", label_key: str = "label") -> tuple[list[tuple[str, str]], Counter]:
+def read_labeled(
+    path: str | Path, text_key: str = "text", label_key: str = "label"
+) -> tuple[list[tuple[str, str]], Counter]:
     examples: list[tuple[str, str]] = []
     skipped: Counter = Counter()
     with open(path, encoding="utf-8", errors="replace") as f:

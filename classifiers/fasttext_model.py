@@ -10,6 +10,7 @@ usually zero, after earlier allocations it is garbage, and training ends in "Enc
 (or, silently, a worse model) whatever the learning rate. Training here therefore always runs
 with at least 10 threads and a dimension that is a multiple of 10, so every row is initialised.
 """
+
 from __future__ import annotations
 
 import functools
@@ -83,7 +84,9 @@ def arrow_patterns() -> tuple[str, str]:
     # ends it in the buffer); U+0000 itself, the separator, lowers to itself everywhere.
     lowered = ("\0".join(everything[1:]).lower() + "\0").encode("utf-8")
     ends = np.flatnonzero(np.frombuffer(lowered, np.uint8) == 0) + 1
-    py_lower = pa.StringArray.from_buffers(len(ends), pa.py_buffer(np.concatenate([[0], ends]).astype(np.int32)), pa.py_buffer(lowered))
+    py_lower = pa.StringArray.from_buffers(
+        len(ends), pa.py_buffer(np.concatenate([[0], ends]).astype(np.int32)), pa.py_buffer(lowered)
+    )
     arrow_lower = pc.binary_join_element_wise(pc.utf8_lower(column[1:]), "", "\0")
     same_lower = np.concatenate([[True], pc.equal(arrow_lower, py_lower).to_numpy(zero_copy_only=False)])
     shared_space = np.isin(codepoints, list(_SHARED_SPACES))
@@ -132,7 +135,9 @@ class TrainParams:
             raise ValueError("dim must be a multiple of 10 (see the module docstring)")
 
 
-def write_training_file(examples: Iterable[tuple[str, str]], path: str | os.PathLike, max_chars: int | None = None) -> int:
+def write_training_file(
+    examples: Iterable[tuple[str, str]], path: str | os.PathLike, max_chars: int | None = None
+) -> int:
     """Write `(text, label)` pairs in fastText's `__label__x tokens` format; returns the count."""
     n = 0
     with open(path, "w", encoding="utf-8") as out:
@@ -144,7 +149,9 @@ def write_training_file(examples: Iterable[tuple[str, str]], path: str | os.Path
     return n
 
 
-def train(examples: list[tuple[str, str]], output: str | os.PathLike, params: TrainParams | None = None) -> "FastTextClassifier":
+def train(
+    examples: list[tuple[str, str]], output: str | os.PathLike, params: TrainParams | None = None
+) -> "FastTextClassifier":
     """Train on `(text, label)` pairs and write the model (`.ftz` when quantized)."""
     import fasttext
 
@@ -193,7 +200,7 @@ class FastTextClassifier:
         self.path = Path(path)
         self.max_chars = max_chars
         self.model = load_fasttext(self.path)
-        self.labels = [label[len(LABEL_PREFIX):] for label in self.model.get_labels()]
+        self.labels = [label[len(LABEL_PREFIX) :] for label in self.model.get_labels()]
         self._index = {LABEL_PREFIX + label: i for i, label in enumerate(self.labels)}
 
     def predict_proba(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Coherence scorer backed by a refinery InternLM2 checkpoint (a Hugging Face-style folder written
 by `refinery.trainer.hf.save_hf`) and its sentencepiece tokenizer."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,11 +26,13 @@ class InternLM2Scorer:
         with torch.no_grad():
             for i, (segment, context) in enumerate(zip(segments, contexts)):
                 target = self.sp.encode(segment)[:half]
-                prefix = ([self.sp.bos_id()] if self.sp.bos_id() >= 0 else []) + (self.sp.encode(context)[-half:] if context else [])
+                prefix = ([self.sp.bos_id()] if self.sp.bos_id() >= 0 else []) + (
+                    self.sp.encode(context)[-half:] if context else []
+                )
                 if not target or not prefix:
                     continue
                 ids = torch.tensor([prefix + target], device=self.device)
                 logits = self.model(ids)[0, len(prefix) - 1 : -1].float()
-                nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prefix):], reduction="mean")
+                nll = torch.nn.functional.cross_entropy(logits, ids[0, len(prefix) :], reduction="mean")
                 out[i] = float(nll)
         return out

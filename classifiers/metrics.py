@@ -1,4 +1,5 @@
 """Classification metrics without extra dependencies (the package does not need scikit-learn)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -7,6 +7,7 @@ words, so by itself it cannot tell whether an earlier segment helps. The cache (
 measures how much that context predicts the segment — the perplexity-coherence signal of the
 long-context selection. Counts are stored as sorted int64 keys, so lookups are vectorised.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,9 @@ def tokens(text: str) -> list[str]:
 class _Table:
     """Counts of n-grams keyed by an int64, plus per-context totals and distinct continuations."""
 
-    def __init__(self, keys: np.ndarray, counts: np.ndarray, ctx_keys: np.ndarray, ctx_totals: np.ndarray, ctx_types: np.ndarray):
+    def __init__(
+        self, keys: np.ndarray, counts: np.ndarray, ctx_keys: np.ndarray, ctx_totals: np.ndarray, ctx_types: np.ndarray
+    ):
         self.keys, self.counts = keys, counts
         self.ctx_keys, self.ctx_totals, self.ctx_types = ctx_keys, ctx_totals, ctx_types
 
@@ -64,7 +67,9 @@ class _Table:
 class NgramLM:
     """Trigram + cache LM; implements `score_segments` of the coherence scorer interface."""
 
-    def __init__(self, vocab: list[str], unigram: np.ndarray, bigrams: _Table, trigrams: _Table, cache_weight: float = 0.2):
+    def __init__(
+        self, vocab: list[str], unigram: np.ndarray, bigrams: _Table, trigrams: _Table, cache_weight: float = 0.2
+    ):
         self.vocab = vocab
         self.index = {w: i for i, w in enumerate(vocab)}
         self.unigram = unigram.astype(np.float64)
@@ -73,7 +78,9 @@ class NgramLM:
         self._p_uni = (self.unigram + 1.0) / (self.unigram.sum() + len(vocab))
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 20_000, min_count: int = 2, cache_weight: float = 0.2) -> "NgramLM":
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = 20_000, min_count: int = 2, cache_weight: float = 0.2
+    ) -> "NgramLM":
         docs = [tokens(t) for t in texts]
         freq = Counter(w for doc in docs for w in doc)
         words = [w for w, c in freq.most_common(vocab_size - 1) if c >= min_count]
@@ -134,7 +141,9 @@ class NgramLM:
         return float(-np.mean(np.log((1 - lam) * p_ngram + lam * p_cache)))
 
     def score_segments(self, segments: list[str], contexts: list[str | None]) -> np.ndarray:
-        return np.array([self.nll(tokens(s), tokens(c) if c else []) for s, c in zip(segments, contexts)], dtype=np.float64)
+        return np.array(
+            [self.nll(tokens(s), tokens(c) if c else []) for s, c in zip(segments, contexts)], dtype=np.float64
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         buf = io.BytesIO()
@@ -143,7 +152,11 @@ class NgramLM:
             vocab=np.array(self.vocab, dtype=object).astype(str),
             unigram=self.unigram.astype(np.int64),
             cache_weight=np.array(self.cache_weight),
-            **{f"{name}_{field}": getattr(table, field) for name, table in (("bi", self.bigrams), ("tri", self.trigrams)) for field in ("keys", "counts", "ctx_keys", "ctx_totals", "ctx_types")},
+            **{
+                f"{name}_{field}": getattr(table, field)
+                for name, table in (("bi", self.bigrams), ("tri", self.trigrams))
+                for field in ("keys", "counts", "ctx_keys", "ctx_totals", "ctx_types")
+            },
         )
         tmp = Path(str(path) + ".tmp")
         tmp.write_bytes(buf.getvalue())
@@ -153,7 +166,9 @@ class NgramLM:
     def load(cls, path: str | os.PathLike, cache_weight: float | None = None) -> "NgramLM":
         with np.load(path, allow_pickle=False) as z:
             tables = {
-                name: _Table(*(z[f"{name}_{field}"] for field in ("keys", "counts", "ctx_keys", "ctx_totals", "ctx_types")))
+                name: _Table(
+                    *(z[f"{name}_{field}"] for field in ("keys", "counts", "ctx_keys", "ctx_totals", "ctx_types"))
+                )
                 for name in ("bi", "tri")
             }
             weight = float(z["cache_weight"]) if cache_weight is None else cache_weight

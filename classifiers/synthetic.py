@@ -6,6 +6,7 @@ Each function takes a source text and a `random.Random` seeded from the source d
 a rebuild gives the same examples and a derived example falls on its source's side of the
 train/test split.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -46,6 +46,7 @@ window is then one slice of a memory-mapped block copied straight into the int64
 the tensors share (EOS, where the loader adds it, placed in the same write), and document
 masking is computed for a whole batch at once: nothing is done per token in Python.
 """
+
 from __future__ import annotations
 
 import os
@@ -138,7 +139,9 @@ class TokenDataset(IterableDataset):
                 tokens.append(n_tokens)
         self._block_shard = np.asarray(shard_ix, dtype=np.int64)
         self._block_batch = np.asarray(batch_ix, dtype=np.int64)
-        self._block_len = np.asarray(tokens, dtype=np.int64) + (np.asarray(docs, dtype=np.int64) if self.append_eos else 0)
+        self._block_len = np.asarray(tokens, dtype=np.int64) + (
+            np.asarray(docs, dtype=np.int64) if self.append_eos else 0
+        )
         self._epoch = 0
         self._start = 0  # global window where the current pass began
         self._count = 0  # items this rank took since `_start`
@@ -164,8 +167,12 @@ class TokenDataset(IterableDataset):
                 shards = rng.permutation(n_shards)
                 # Blocks are numbered shard after shard: shard s holds blocks first[s] .. first[s + 1] - 1.
                 first = np.searchsorted(self._block_shard, np.arange(n_shards + 1)).tolist()
-                groups = [rng.permutation(np.concatenate([np.arange(first[s], first[s + 1]) for s in shards[g : g + self.shuffle_shards]]))
-                          for g in range(0, n_shards, self.shuffle_shards)]
+                groups = [
+                    rng.permutation(
+                        np.concatenate([np.arange(first[s], first[s + 1]) for s in shards[g : g + self.shuffle_shards]])
+                    )
+                    for g in range(0, n_shards, self.shuffle_shards)
+                ]
             else:
                 groups = [np.arange(len(self._block_len))]
             order = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
@@ -289,8 +296,14 @@ class TokenDataset(IterableDataset):
         inside = lo + self.seq_len < layout.starts[pos + 1]
         return layout.order[pos].tolist(), (lo - layout.starts[pos]).tolist(), inside.tolist()
 
-    def _fill(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list], dtype=np.int64,
-              doc_starts: list | None = None) -> np.ndarray:
+    def _fill(
+        self,
+        epoch: int,
+        indices: np.ndarray,
+        plan: tuple[list, list, list],
+        dtype=np.int64,
+        doc_starts: list | None = None,
+    ) -> np.ndarray:
         """The planned windows' tokens, `[n, seq_len + 1]`, copied straight from the mapped
         blocks into one array (the only copy made). With a `doc_starts` list, each window's
         document starts (offsets inside the window) are appended to it."""
@@ -344,14 +357,22 @@ class TokenDataset(IterableDataset):
         plan = plan or self._plan(epoch, indices)
         if self.document_masking:
             windows, labels, positions, cu = self._masked(epoch, indices, plan)
-            return {"input_ids": torch.from_numpy(windows[:, :-1]), "labels": torch.from_numpy(labels),
-                    "index": torch.from_numpy(indices), "position_ids": torch.from_numpy(positions),
-                    "cu_seqlens": torch.from_numpy(cu.astype(np.int32)), "max_seqlen": int(np.diff(cu).max())}
+            return {
+                "input_ids": torch.from_numpy(windows[:, :-1]),
+                "labels": torch.from_numpy(labels),
+                "index": torch.from_numpy(indices),
+                "position_ids": torch.from_numpy(positions),
+                "cu_seqlens": torch.from_numpy(cu.astype(np.int32)),
+                "max_seqlen": int(np.diff(cu).max()),
+            }
         if self.compact:
             return {"windows": torch.from_numpy(self._fill(epoch, indices, plan, np.int32)), "index": indices.tolist()}
         windows = self._fill(epoch, indices, plan)
-        return {"input_ids": torch.from_numpy(windows[:, :-1]), "labels": torch.from_numpy(windows[:, 1:]),
-                "index": torch.from_numpy(indices)}
+        return {
+            "input_ids": torch.from_numpy(windows[:, :-1]),
+            "labels": torch.from_numpy(windows[:, 1:]),
+            "index": torch.from_numpy(indices),
+        }
 
     # ---- iteration and state ------------------------------------------------------------
 
@@ -398,8 +419,13 @@ class TokenDataset(IterableDataset):
             cu = cu.astype(np.int32)
             for row, g in enumerate(part.tolist()):
                 own = cu[bounds[row] : bounds[row + 1] + 1] - row * self.seq_len
-                yield {"input_ids": inputs[row], "labels": labels[row], "index": g, "position_ids": positions[row],
-                       "cu_seqlens": torch.from_numpy(own)}
+                yield {
+                    "input_ids": inputs[row],
+                    "labels": labels[row],
+                    "index": g,
+                    "position_ids": positions[row],
+                    "cu_seqlens": torch.from_numpy(own),
+                }
 
     def _batches(self, epoch: int, q: np.ndarray, indices: np.ndarray) -> tuple[list[int], Iterator[dict]]:
         """The batches (one per chunk) of the items `q` and, for each, the items taken after it."""
@@ -476,8 +502,14 @@ def expand_compact(batch: dict, batch_size: int) -> list[dict]:
     windows = torch.from_numpy(batch["windows"].numpy().astype(np.int64))
     inputs, labels = windows[:, :-1], windows[:, 1:]
     index = torch.as_tensor(batch["index"], dtype=torch.int64)
-    return [{"input_ids": inputs[a : a + batch_size], "labels": labels[a : a + batch_size], "index": index[a : a + batch_size]}
-            for a in range(0, len(windows), batch_size)]
+    return [
+        {
+            "input_ids": inputs[a : a + batch_size],
+            "labels": labels[a : a + batch_size],
+            "index": index[a : a + batch_size],
+        }
+        for a in range(0, len(windows), batch_size)
+    ]
 
 
 def collate_windows(items: list[dict]) -> dict:

@@ -14,6 +14,7 @@ Rank `r` of `w` takes mixture windows `start + r`, `start + r + w`, ...; the sta
 position all ranks reached and each source's count there, so a run resumes exactly, also on
 another number of ranks.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,17 @@ _BLOCK = 4096
 
 
 class MixtureDataset(IterableDataset):
-    def __init__(self, sources: list[tuple[str | os.PathLike, float]], seq_len: int, *, seed: int = 0,
-                 shuffle: bool = True, rank: int = 0, world_size: int = 1, document_masking: bool = False):
+    def __init__(
+        self,
+        sources: list[tuple[str | os.PathLike, float]],
+        seq_len: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        document_masking: bool = False,
+    ):
         if not sources:
             raise ValueError("a mixture needs at least one source")
         weights = np.array([w for _, w in sources], dtype=np.float64)
@@ -44,8 +54,10 @@ class MixtureDataset(IterableDataset):
         self.weights = weights / weights.sum()
         self.bounds = np.cumsum(self.weights)
         self.bounds[-1] = 1.0
-        self.sources = [TokenDataset(path, seq_len, seed=seed + i, shuffle=shuffle, document_masking=document_masking)
-                        for i, (path, _) in enumerate(sources)]
+        self.sources = [
+            TokenDataset(path, seq_len, seed=seed + i, shuffle=shuffle, document_masking=document_masking)
+            for i, (path, _) in enumerate(sources)
+        ]
         self.seq_len, self.seed, self.rank, self.world_size = seq_len, seed, rank, world_size
         self.phase = np.random.default_rng(seed).random()
         self.position = 0  # global mixture windows consumed by all ranks
@@ -86,9 +98,15 @@ class MixtureDataset(IterableDataset):
         """Exact between items; the same on every rank that took as many items."""
         position = self.position + self.taken * self.world_size
         counts = self.counts + np.bincount(self.source_of(self.position, position), minlength=len(self.sources))
-        return {"version": STATE_VERSION, "position": int(position), "counts": counts.tolist(), "seed": self.seed,
-                "seq_len": self.seq_len, "weights": self.weights.tolist(),
-                "manifests": [s.manifest_sha256 for s in self.sources]}
+        return {
+            "version": STATE_VERSION,
+            "position": int(position),
+            "counts": counts.tolist(),
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "weights": self.weights.tolist(),
+            "manifests": [s.manifest_sha256 for s in self.sources],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Continue where `state` stopped; the number of ranks may differ from the saving run."""

@@ -3,6 +3,7 @@
 the manifest the first time a process reads it, and a shard's schema and footer when it is
 opened, so corrupted bytes are never used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,14 @@ class ShardCorrupt(ValueError):
 class ShardSource:
     """The manifest of a shard folder and verified, memory-mapped readers of its shards."""
 
-    def __init__(self, path_or_uri: str | os.PathLike, *, filesystem: pafs.FileSystem | None = None,
-                 cache_dir: str | os.PathLike | None = None, verify: bool = True):
+    def __init__(
+        self,
+        path_or_uri: str | os.PathLike,
+        *,
+        filesystem: pafs.FileSystem | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        verify: bool = True,
+    ):
         self.uri = str(path_or_uri)
         self.verify = verify
         if filesystem is not None:
@@ -108,8 +115,11 @@ class ShardSource:
             offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32)[ids.offset : ids.offset + len(ids) + 1]
             found = int(offsets[-1] - offsets[0]) if len(offsets) else 0
             if len(ids) != documents or found != tokens:
-                self._reject(entry, path, f"block {b} holds {len(ids)} documents and {found} tokens, "
-                                          f"manifest says {documents} and {tokens}")
+                self._reject(
+                    entry,
+                    path,
+                    f"block {b} holds {len(ids)} documents and {found} tokens, manifest says {documents} and {tokens}",
+                )
             if (np.diff(offsets) < 0).any() or (len(offsets) and offsets[-1] > ids.buffers()[3].size // 4):
                 self._reject(entry, path, f"block {b} has list offsets outside its values")
 

@@ -11,6 +11,7 @@ tokens): each transfer between processes has a fixed cost (a shared-memory segme
 descriptor, a queue message), so fewer, larger transfers carry more tokens per second. A chunk
 is a whole number of batches, so the batches are the same as without workers.
 """
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -29,8 +30,15 @@ class TokenLoader:
     batch mode; each `iter()` runs to the end of the current epoch and the next `iter()`
     starts the following one."""
 
-    def __init__(self, dataset: TokenDataset, batch_size: int, *, num_workers: int = 0,
-                 pin_memory: bool = False, prefetch_factor: int | None = None):
+    def __init__(
+        self,
+        dataset: TokenDataset,
+        batch_size: int,
+        *,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.dataset = dataset

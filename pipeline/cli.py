@@ -1,4 +1,5 @@
 """The `refinery` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,13 @@ import os
 import sys
 
 # Subcommands contributed by other parts of the package: module with `add_parser(subparsers)`.
-EXTENSIONS = ("refinery.tokenize.cli", "refinery.classifiers.cli", "refinery.trainer.cli", "refinery.trainer.evaluation.cli",
-              "refinery.pipeline.service")
+EXTENSIONS = (
+    "refinery.tokenize.cli",
+    "refinery.classifiers.cli",
+    "refinery.trainer.cli",
+    "refinery.trainer.evaluation.cli",
+    "refinery.pipeline.service",
+)
 
 
 def _run(args) -> int:
@@ -80,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats_p.add_argument("--json", action="store_true", help="the merged statistics as JSON")
     stats_p.set_defaults(func=_stats)
 
-    report_p = sub.add_parser("report", help="write a run's statistics report (or a training's loss and "
-                                     "evaluation report), one self-contained HTML page")
+    report_p = sub.add_parser(
+        "report",
+        help="write a run's statistics report (or a training's loss and "
+        "evaluation report), one self-contained HTML page",
+    )
     report_p.add_argument("run")
     report_p.add_argument("-o", "--output", help="output file (default: RUN/stats/report.html)")
     report_p.set_defaults(func=_report)
@@ -101,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     from refinery.pipeline.config import ConfigError
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
     try:
         return args.func(args)
     except ConfigError as err:

@@ -1,5 +1,6 @@
 """Joining a Ray cluster, or starting a private embedded one: for the pipeline's Ray runner and
 the evaluator alike."""
+
 from __future__ import annotations
 
 import logging

@@ -2,6 +2,7 @@
 
 Every problem becomes one `ConfigError` naming the file, the key and the reason.
 """
+
 from __future__ import annotations
 
 import glob
@@ -83,15 +84,22 @@ class Job(BaseModel):
     stages: list[StageSpec]
 
     def build_stages(self):
-        return [stage_class(s.kind)(s.params, name=s.name, annotate_only=s.annotate_only, route=s.route)
-                for s in self.stages]
+        return [
+            stage_class(s.kind)(s.params, name=s.name, annotate_only=s.annotate_only, route=s.route)
+            for s in self.stages
+        ]
 
     def resolved(self) -> dict:
         """The config as it will run: every default filled in (written to RUN/job.yaml)."""
         data = self.config.model_dump(mode="json")
         data["stages"] = [
-            {"stage": s.kind, "name": s.name, "annotate_only": s.annotate_only, "route": s.route,
-             **s.params.model_dump(mode="json")}
+            {
+                "stage": s.kind,
+                "name": s.name,
+                "annotate_only": s.annotate_only,
+                "route": s.route,
+                **s.params.model_dump(mode="json"),
+            }
             for s in self.stages
         ]
         data["input"]["files"] = self.files
@@ -151,7 +159,9 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
         entry = dict(entry)
         kind = entry.pop("stage")
         if kind not in known_stages():
-            raise ConfigError(file, f"{key}.stage", f"unknown stage {kind!r}; known: {', '.join(sorted(known_stages()))}")
+            raise ConfigError(
+                file, f"{key}.stage", f"unknown stage {kind!r}; known: {', '.join(sorted(known_stages()))}"
+            )
         name = entry.pop("name", None)
         annotate_only = entry.pop("annotate_only", False)
         if not isinstance(annotate_only, bool):

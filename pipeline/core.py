@@ -3,6 +3,7 @@
 It imports nothing of refinery, so the trainer, the loaders and the tokenizer can use it without
 pulling in the pipeline (whose config module knows every stage).
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict

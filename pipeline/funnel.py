@@ -4,6 +4,7 @@ A finished run has merged statistics in RUN/stats/<stage>.json. While a job runs
 killed) workers have only written partials under RUN/_parts/<stage>/; those are merged here on the
 fly and the figures are marked `partial`, so a user can watch a job without waiting for its end.
 """
+
 from __future__ import annotations
 
 import json

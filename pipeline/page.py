@@ -1,6 +1,7 @@
 """The conventions of refinery's self-contained HTML pages (a run's statistics, a training's
 loss and evaluations): inline CSS, no script, every value escaped, and a Content-Security-Policy
 that forbids scripts and remote loads in case anything ever slipped through."""
+
 from __future__ import annotations
 
 import html

@@ -5,6 +5,7 @@ previous segment's parts, applies the global decision and goes on with the next 
 Units (input files or parts) carry `_unit`/`_chunk` numbers, so outputs, partial statistics and
 completion markers are named the same whichever runner produced them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -112,7 +113,9 @@ class Plan:
             stages.insert(0, ResolvedFilter(segment.opener, self.run))
         return stages
 
-    def read_unit(self, segment: Segment, unit: int, path: str) -> Iterator[tuple[int, pa.RecordBatch, StageStats | None]]:
+    def read_unit(
+        self, segment: Segment, unit: int, path: str
+    ) -> Iterator[tuple[int, pa.RecordBatch, StageStats | None]]:
         """Chunks of one unit: number, batch tagged with unit/chunk, read statistics (segment 0 only)."""
         if segment.index == 0:
             source = read_file(path, self.job.config.input)

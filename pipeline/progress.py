@@ -10,6 +10,7 @@ on storage: a finished unit counts whole, a unit in progress by the bytes its ch
 scaled by the ratio of storage size to bytes read that finished units showed (before any has
 finished: 1 for plain files, 4 bytes read per stored byte for compressed ones).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,15 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, run: RunDir, segment: int, first_stage: str, units: dict[int, str], sizes: dict[int, int],
-                 interval: float | None = None):
+    def __init__(
+        self,
+        run: RunDir,
+        segment: int,
+        first_stage: str,
+        units: dict[int, str],
+        sizes: dict[int, int],
+        interval: float | None = None,
+    ):
         """`units`: the pending units (number -> path); `sizes`: their sizes on storage."""
         self.run, self.segment, self.first_stage = run, segment, first_stage
         self.units, self.sizes = units, sizes
@@ -78,7 +86,13 @@ class Progress:
                     data = json.loads(self.run.read_text(name))
                 except (OSError, ValueError):
                     continue
-                self.seen[name] = (stage, int(found.group(2)), data["docs_in"], data["bytes_in"], data.get("seconds", 0.0))
+                self.seen[name] = (
+                    stage,
+                    int(found.group(2)),
+                    data["docs_in"],
+                    data["bytes_in"],
+                    data.get("seconds", 0.0),
+                )
 
     def _done_fraction(self, done: set[int]) -> float:
         read: dict[int, int] = {}

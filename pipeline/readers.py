@@ -7,6 +7,7 @@ under a named error kind, once, while reading goes on with the rest. Bad rows ar
 by row, so the good rows beside them are kept. Documents over `max_doc_bytes` are dropped as
 `too_large` (or truncated, counted in `extra`) here, before any stage holds them.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -94,8 +95,10 @@ def open_input(path: str) -> Iterator[DamageStop]:
         elif path.endswith(".zst"):
             import zstandard
 
-            yield DamageStop(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True),
-                             STREAM_ERRORS + (zstandard.ZstdError,))
+            yield DamageStop(
+                zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True),
+                STREAM_ERRORS + (zstandard.ZstdError,),
+            )
         else:
             yield DamageStop(raw)
     finally:
@@ -180,8 +183,12 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
                     made = pa.array([f"{key}:{i}" for i in range(line_no, line_no + n)], pa.string())
                     ids = pc.if_else(ids.is_valid(), ids, made)
                 batch = pa.RecordBatch.from_arrays(
-                    [ids, table.column(cfg.text_key).combine_chunks(), table.column(cfg.url_key).combine_chunks(),
-                     pa.repeat(pa.scalar(path, pa.string()), n)],
+                    [
+                        ids,
+                        table.column(cfg.text_key).combine_chunks(),
+                        table.column(cfg.url_key).combine_chunks(),
+                        pa.repeat(pa.scalar(path, pa.string()), n),
+                    ],
                     schema=CORE_SCHEMA,
                 )
                 line_no += n
@@ -197,8 +204,13 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
                     if doc is not None:
                         doc_id = doc.get(cfg.id_key)
                         url = doc.get(cfg.url_key)
-                        _core_row(rows, str(doc_id) if doc_id is not None else f"{key}:{line_no - 1}", doc[cfg.text_key],
-                                  str(url) if url is not None else None, path)
+                        _core_row(
+                            rows,
+                            str(doc_id) if doc_id is not None else f"{key}:{line_no - 1}",
+                            doc[cfg.text_key],
+                            str(url) if url is not None else None,
+                            path,
+                        )
                         stats.docs_in += 1
                         stats.docs_kept += 1
                 batch = _finish(rows, CORE_SCHEMA)
@@ -239,8 +251,12 @@ def _parse_line(raw: bytes, cfg: InputConfig, stats: StageStats) -> dict | None:
 
 
 def _text_type(dtype: pa.DataType) -> bool:
-    return (pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
-            or pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype))
+    return (
+        pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+        or pa.types.is_binary(dtype)
+        or pa.types.is_large_binary(dtype)
+    )
 
 
 def _as_utf8(column: pa.Array, dtype: pa.DataType) -> tuple[pa.Array, np.ndarray | None]:
@@ -293,9 +309,12 @@ def read_parquet(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, 
             schema = pf.schema_arrow
             names = schema.names
             id_type = schema.field(cfg.id_key).type if cfg.id_key in names else pa.string()
-            wrong = (cfg.text_key not in names or not _text_type(schema.field(cfg.text_key).type)
-                     or not (_text_type(id_type) or pa.types.is_integer(id_type))
-                     or (cfg.url_key in names and not _text_type(schema.field(cfg.url_key).type)))
+            wrong = (
+                cfg.text_key not in names
+                or not _text_type(schema.field(cfg.text_key).type)
+                or not (_text_type(id_type) or pa.types.is_integer(id_type))
+                or (cfg.url_key in names and not _text_type(schema.field(cfg.url_key).type))
+            )
             if wrong:
                 _error(stats, "wrong_schema", max(1, total))
                 seen = total
@@ -313,14 +332,18 @@ def read_parquet(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, 
         yield _finish({n: [] for n in CORE_SCHEMA.names}, CORE_SCHEMA), stats
 
 
-def _parquet_batch(batch: pa.RecordBatch, cfg: InputConfig, path: str, key: str, start: int,
-                   stats: StageStats) -> pa.RecordBatch:
+def _parquet_batch(
+    batch: pa.RecordBatch, cfg: InputConfig, path: str, key: str, start: int, stats: StageStats
+) -> pa.RecordBatch:
     """One batch of Parquet rows in the core schema, its bad rows counted in `stats` and left out."""
     n = batch.num_rows
     invalid = np.zeros(n, dtype=bool)
     columns = {}
-    for name, column, dtype in (("text", cfg.text_key, pa.large_string()), ("id", cfg.id_key, pa.string()),
-                                ("url", cfg.url_key, pa.string())):
+    for name, column, dtype in (
+        ("text", cfg.text_key, pa.large_string()),
+        ("id", cfg.id_key, pa.string()),
+        ("url", cfg.url_key, pa.string()),
+    ):
         if column in batch.schema.names:
             columns[name], bad = _as_utf8(batch.column(column), dtype)
             if bad is not None:
@@ -330,8 +353,10 @@ def _parquet_batch(batch: pa.RecordBatch, cfg: InputConfig, path: str, key: str,
     made = pa.array([f"{key}:{i}" for i in range(start, start + n)], pa.string())
     ids = made if ids is None else pc.if_else(ids.is_valid(), ids, made)
     urls = columns.get("url", pa.nulls(n, pa.string()))
-    out = pa.RecordBatch.from_arrays([ids, columns["text"], urls, pa.array([path] * n, pa.string())],
-                                     schema=pa.schema([f.with_nullable(True) for f in CORE_SCHEMA]))
+    out = pa.RecordBatch.from_arrays(
+        [ids, columns["text"], urls, pa.array([path] * n, pa.string())],
+        schema=pa.schema([f.with_nullable(True) for f in CORE_SCHEMA]),
+    )
     good = out.filter(pa.array(~(invalid | missing)))
     _error(stats, "invalid_utf8", int(invalid.sum()))
     _error(stats, "missing_text", int(missing.sum()))
@@ -419,8 +444,14 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
                 except (OSError, EOFError, zlib.error, ValueError) as err:
                     _error(stats, "http_decode_error" if not isinstance(err, ValueError) else str(err))
                     continue
-                _raw_row(rows, record.record_id or f"{_file_key(path)}:{record.stream_pos}",
-                         record.headers.get("WARC-Target-URI"), path, body, content_type)
+                _raw_row(
+                    rows,
+                    record.record_id or f"{_file_key(path)}:{record.stream_pos}",
+                    record.headers.get("WARC-Target-URI"),
+                    path,
+                    body,
+                    content_type,
+                )
                 stats.docs_in += 1
                 stats.docs_kept += 1
                 stats.bytes_in += len(body)
@@ -533,8 +564,12 @@ def _cap(batch: pa.RecordBatch, stats: StageStats, cfg: InputConfig) -> pa.Recor
     stats.bytes_kept -= int(sizes[rows].sum())
     stats.dropped_by_reason["too_large"] = stats.dropped_by_reason.get("too_large", 0) + len(rows)
     dropped = batch.take(pa.array(rows))
-    stats.add_examples("too_large", dropped.column("id").to_pylist(), dropped.column("url").to_pylist(),
-                       [f"{size:,} bytes" for size in sizes[rows].tolist()])
+    stats.add_examples(
+        "too_large",
+        dropped.column("id").to_pylist(),
+        dropped.column("url").to_pylist(),
+        [f"{size:,} bytes" for size in sizes[rows].tolist()],
+    )
     return batch.filter(pa.array(~over))
 
 

@@ -2,6 +2,7 @@
 module is imported only when a job uses its stage); the built-in ones, in `refinery.stages`,
 register when that package is first imported, which every lookup makes sure of.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -11,6 +11,7 @@ are namespace packages, for which `importlib.resources.files` gives a Multiplexe
 path for a folder) and, on Python 3.11 under setuptools' editable finder, raises
 NotADirectoryError.
 """
+
 from __future__ import annotations
 
 from importlib import resources

@@ -6,6 +6,7 @@ A run directory is a local path or any URI `refinery.pipeline.storage` reaches (
 to the run's root, every write is atomic (`storage.atomic_write`), and completion markers are
 written last, so a killed run never leaves a half-written file that a rerun would trust.
 """
+
 from __future__ import annotations
 
 import io
@@ -175,7 +176,7 @@ class RunDir:
 
     def done_units(self, segment: int) -> set[int]:
         prefix = f"{DONE}/s{segment}-"
-        return {int(n[len(prefix):]) for n in self.names(DONE) if n.startswith(prefix)}
+        return {int(n[len(prefix) :]) for n in self.names(DONE) if n.startswith(prefix)}
 
     def mark_done(self, segment: int, unit: int, source: str) -> None:
         self.write_text(self.marker(segment, unit), source + "\n")
@@ -212,8 +213,11 @@ class RunDir:
             self.write_text(self.stats_part(segment, stats.stage, unit, chunk), stats.to_json())
 
     def read_stats_parts(self, stage: str) -> list[StageStats]:
-        return [StageStats.from_dict(json.loads(self.read_text(n))) for n in self.names(f"{PARTS}/{stage}")
-                if n.endswith(".json")]
+        return [
+            StageStats.from_dict(json.loads(self.read_text(n)))
+            for n in self.names(f"{PARTS}/{stage}")
+            if n.endswith(".json")
+        ]
 
 
 def open_existing_run(uri: str) -> RunDir | None:

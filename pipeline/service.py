@@ -19,6 +19,7 @@ Authentication: Ray's token authentication stays on. The token is sent as an
 by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (where `ray start` and `ray get-auth-token
 --generate` keep it): the same sources, in the same order, as Ray's own token loader.
 """
+
 from __future__ import annotations
 
 import glob
@@ -167,9 +168,17 @@ def check_config(conf: Path, runner: str) -> None:
         print(f"warning: {err} here; the cluster must be able to read them", file=sys.stderr)
 
 
-def submit(conf: str | Path, out: str, address: str | None = None, *, runner: str = "ray",
-           code: str = "installed", pip: list[str] | None = None, token_file: str | None = None,
-           submission_id: str | None = None) -> str:
+def submit(
+    conf: str | Path,
+    out: str,
+    address: str | None = None,
+    *,
+    runner: str = "ray",
+    code: str = "installed",
+    pip: list[str] | None = None,
+    token_file: str | None = None,
+    submission_id: str | None = None,
+) -> str:
     """Submit a job to the cluster; returns its submission id."""
     conf = Path(conf)
     check_config(conf, runner)
@@ -192,8 +201,12 @@ def submit(conf: str | Path, out: str, address: str | None = None, *, runner: st
         if pip:
             runtime_env["pip"] = list(pip)
         entrypoint = f"{command} run {shlex.quote(conf.name)} --out {shlex.quote(out)} --runner {runner}"
-        return jobs.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                               metadata={"refinery_config": str(conf), "refinery_out": out})
+        return jobs.submit_job(
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            submission_id=submission_id,
+            metadata={"refinery_config": str(conf), "refinery_out": out},
+        )
 
 
 def wait(jobs, job_id: str, timeout: float | None = None, poll: float = 1.0) -> str:
@@ -214,8 +227,16 @@ def _submit_cmd(args) -> int:
     if not out:
         print(f"{conf}: output: give --out RUN (a path or URI the cluster can write)", file=sys.stderr)
         return 2
-    job_id = submit(conf, out, args.address, runner=args.runner, code=args.code, pip=args.pip,
-                    token_file=args.token_file, submission_id=args.job_id)
+    job_id = submit(
+        conf,
+        out,
+        args.address,
+        runner=args.runner,
+        code=args.code,
+        pip=args.pip,
+        token_file=args.token_file,
+        submission_id=args.job_id,
+    )
     print(f"submitted {conf} to {_address(args.address)}; output in {out}", file=sys.stderr)
     print(job_id)
     return 0
@@ -260,6 +281,7 @@ def _jobs_cmd(args) -> int:
 
 def _guard(func):
     """Cluster and HTTP failures (the Jobs SDK raises RuntimeError, ConnectionError and RayError) become one line."""
+
     def run(args) -> int:
         try:
             return func(args)
@@ -270,13 +292,18 @@ def _guard(func):
                 raise
             print(f"error: {err}", file=sys.stderr)
             return 1
+
     return run
 
 
 def _connection_args(p) -> None:
-    p.add_argument("--address", help="Ray dashboard / Jobs API, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS)")
-    p.add_argument("--token-file", help="file with the cluster's auth token (default: RAY_AUTH_TOKEN, "
-                                        "RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
+    p.add_argument(
+        "--address", help="Ray dashboard / Jobs API, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS)"
+    )
+    p.add_argument(
+        "--token-file",
+        help="file with the cluster's auth token (default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)",
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -284,10 +311,18 @@ def add_parser(subparsers) -> None:
     submit_p.add_argument("conf")
     _connection_args(submit_p)
     submit_p.add_argument("--out", help="run directory as the cluster sees it (default: the config's `output:`)")
-    submit_p.add_argument("--runner", choices=("ray", "local", "spark"), default="ray", help="runner the driver uses on the cluster")
-    submit_p.add_argument("--code", choices=("installed", "ship"), default="installed",
-                          help="installed: the cluster has lm-refinery; ship: upload this project's code and bundled files")
-    submit_p.add_argument("--pip", action="append", help="extra requirement installed in the job's environment (repeatable)")
+    submit_p.add_argument(
+        "--runner", choices=("ray", "local", "spark"), default="ray", help="runner the driver uses on the cluster"
+    )
+    submit_p.add_argument(
+        "--code",
+        choices=("installed", "ship"),
+        default="installed",
+        help="installed: the cluster has lm-refinery; ship: upload this project's code and bundled files",
+    )
+    submit_p.add_argument(
+        "--pip", action="append", help="extra requirement installed in the job's environment (repeatable)"
+    )
     submit_p.add_argument("--job-id", help="submission id to use (default: generated by Ray)")
     submit_p.set_defaults(func=_guard(_submit_cmd))
 
@@ -295,7 +330,9 @@ def add_parser(subparsers) -> None:
     actions = jobs_p.add_subparsers(dest="action", required=True)
     list_p = actions.add_parser("list", help="all jobs of the cluster")
     list_p.add_argument("--json", action="store_true")
-    status_p = actions.add_parser("status", help="a job's status (last line: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED)")
+    status_p = actions.add_parser(
+        "status", help="a job's status (last line: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED)"
+    )
     status_p.add_argument("job_id")
     status_p.add_argument("--wait", action="store_true", help="wait until the job finishes; exit 1 unless it succeeded")
     status_p.add_argument("--timeout", type=float, help="seconds to wait at most")

@@ -5,6 +5,7 @@ A stage returns a `Verdict` (its added columns and, per named rule, which rows f
 itself (the datatrove filter idea). With `annotate_only` nothing is dropped: the scores
 and a `<name>_reason` column are added so thresholds can change later without recomputing.
 """
+
 from __future__ import annotations
 
 import time
@@ -57,8 +58,9 @@ class Stage:
     uses_model: ClassVar[bool] = False
     is_global: ClassVar[bool] = False
 
-    def __init__(self, params: StageParams, *, name: str | None = None, annotate_only: bool = False,
-                 route: str | None = None):
+    def __init__(
+        self, params: StageParams, *, name: str | None = None, annotate_only: bool = False, route: str | None = None
+    ):
         self.params = params
         self.name = name or self.kind
         # A routing stage drops nothing: the documents it would keep are also written to RUN/routes/<route>/.
@@ -213,7 +215,9 @@ def set_column(batch: pa.RecordBatch, name: str, values: pa.Array | pa.ChunkedAr
     return batch.append_column(name, values)
 
 
-def apply_verdict(stage: Stage, batch: pa.RecordBatch, verdict: Verdict, seconds: float = 0.0) -> tuple[pa.RecordBatch, StageStats]:
+def apply_verdict(
+    stage: Stage, batch: pa.RecordBatch, verdict: Verdict, seconds: float = 0.0
+) -> tuple[pa.RecordBatch, StageStats]:
     """Turn a verdict into the kept rows and this batch's statistics for the stage."""
     n = batch.num_rows
     stats = StageStats(stage=stage.name, kind=stage.kind, seconds=seconds)
@@ -245,7 +249,11 @@ def apply_verdict(stage: Stage, batch: pa.RecordBatch, verdict: Verdict, seconds
     for name, spec in stage.histograms.items():
         if name in out.schema.names:
             values = out.column(name).to_numpy(zero_copy_only=False)
-            values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64) if values.dtype == object else values
+            values = (
+                np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+                if values.dtype == object
+                else values
+            )
             stats.add_histogram(name, spec, values[~errored])
 
     ids = out.column("id").to_pylist()

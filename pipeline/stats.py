@@ -4,6 +4,7 @@ Partials are computed per batch wherever the batch is processed, then merged; ev
 merges associatively, so the result does not depend on how work was split. Examples are a
 bottom-k sample by hash of the document id, which is uniform, deterministic and mergeable.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -6,6 +6,7 @@ config files) and then any fsspec protocol. Writes are atomic: on a local disk, 
 fsynced and renamed; on an object store, one PUT of the final object (an object is visible only
 once its upload completes).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -92,8 +93,10 @@ def list_files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
     """The files directly inside `folder` (none when it does not exist), sorted by name;
     temporary files of unfinished local writes are left out."""
     infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-    return sorted((i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")),
-                  key=lambda i: i.base_name)
+    return sorted(
+        (i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")),
+        key=lambda i: i.base_name,
+    )
 
 
 def list_folders(fs: pafs.FileSystem, folder: str) -> list[str]:

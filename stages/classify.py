@@ -5,6 +5,7 @@ Keep rules are thresholds on those columns (`min`/`max` per label), so `annotate
 can be re-thresholded later without scoring again. Models and lists are file paths; the
 defaults are the small ones the project ships and rebuilds (`refinery classifiers build`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -110,7 +111,9 @@ class Classify(MapStage):
             labels = _model_labels(path)
             for label in {**spec.min, **spec.max}:
                 if label not in labels:
-                    raise ValueError(f"classifiers.{name}: model {path.name} has no label {label!r} (labels: {', '.join(labels)})")
+                    raise ValueError(
+                        f"classifiers.{name}: model {path.name} has no label {label!r} (labels: {', '.join(labels)})"
+                    )
             spec.path = str(path)
         for key, spec in (("domains", params.domains), ("words", params.words)):
             if spec is not None:
@@ -134,7 +137,8 @@ class Classify(MapStage):
         arrow_patterns()
         p: ClassifyParams = self.params
         self._models = {
-            name: FastTextClassifier(resolve_path(spec.path), max_chars=spec.max_chars) for name, spec in p.classifiers.items()
+            name: FastTextClassifier(resolve_path(spec.path), max_chars=spec.max_chars)
+            for name, spec in p.classifiers.items()
         }
         if p.domains is not None:
             self._domains = DomainBlocklist(resolve_path(p.domains.path), p.domains.categories or None)

@@ -15,6 +15,7 @@ file: every n-gram hash, sorted, with the benchmark it comes from. Workers memor
 local run directory (read once per worker from an object store), and look up a whole batch's
 n-grams with one `searchsorted`, so the local, Ray and Spark runners decide alike.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -186,8 +187,10 @@ class Decontaminate(MapStage):
             for doc, mine in zip(docs.tolist(), np.split(hits, starts[1:])):
                 distinct = np.unique(found[mine])
                 lo, hi = np.searchsorted(self.hashes, distinct), np.searchsorted(self.hashes, distinct, side="right")
-                names = [self.names[s] for s in sorted({int(s) for a, b in zip(lo.tolist(), hi.tolist())
-                                                        for s in self.sources[a:b]})]
+                names = [
+                    self.names[s]
+                    for s in sorted({int(s) for a, b in zip(lo.tolist(), hi.tolist()) for s in self.sources[a:b]})
+                ]
                 matches[doc] = len(distinct)
                 benchmarks[doc] = ",".join(names)
                 first_hit[doc] = (int(mine[0] - offsets[doc]), self.names[int(self.sources[at[mine[0]]])])
@@ -200,8 +203,13 @@ class Decontaminate(MapStage):
         verdict = Verdict(batch, failed={REASON: contaminated}, counts=counts)
         shown = np.flatnonzero(contaminated)[:EXAMPLES_PER_REASON].tolist()
         if shown:
-            verdict.examples[f"{REASON}_span"] = (shown, [
-                _span(text, *first_hit[row], p.ngram) for row, text in zip(shown, texts.take(pa.array(shown)).to_pylist())])
+            verdict.examples[f"{REASON}_span"] = (
+                shown,
+                [
+                    _span(text, *first_hit[row], p.ngram)
+                    for row, text in zip(shown, texts.take(pa.array(shown)).to_pylist())
+                ],
+            )
         return verdict
 
 

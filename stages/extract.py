@@ -6,6 +6,7 @@ restarted when a page overruns `timeout_s`; the page is counted as `timeout` and
 on. Cheap checks (size, content type, binary signatures) run first in the parent; charset
 decoding runs in the child, under the same time limit, because detection on junk can be slow.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -27,14 +28,34 @@ from refinery.pipeline.stats import HistogramSpec
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Signatures of formats that are sometimes served as text/html.
-BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"\x00\x00\x01\x00",
-                b"RIFF", b"OggS", b"ID3", b"\x7fELF", b"MZ")
+BINARY_MAGIC = (
+    b"%PDF",
+    b"\x89PNG",
+    b"GIF8",
+    b"\xff\xd8\xff",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+    b"\x00\x00\x01\x00",
+    b"RIFF",
+    b"OggS",
+    b"ID3",
+    b"\x7fELF",
+    b"MZ",
+)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([a-zA-Z0-9_.:-]+)", re.I)
 _FRAME = struct.Struct("<Q")
 # Labels that browsers decode as a superset (WHATWG Encoding Standard); pages rely on it.
-_WHATWG_SUPERSETS = {"gb2312": "gb18030", "gbk": "gb18030", "iso8859-1": "cp1252", "ascii": "cp1252",
-                     "latin-1": "cp1252", "iso8859-9": "cp1254", "tis-620": "cp874", "euc_kr": "cp949"}
+_WHATWG_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "iso8859-1": "cp1252",
+    "ascii": "cp1252",
+    "latin-1": "cp1252",
+    "iso8859-9": "cp1254",
+    "tis-620": "cp874",
+    "euc_kr": "cp949",
+}
 
 
 class ExtractParams(StageParams):
@@ -76,9 +97,13 @@ def _charset_candidates(body: bytes, content_type: str | None) -> list[str]:
 
 def decode_html(body: bytes, content_type: str | None) -> str | None:
     """Page bytes → str: BOM, then HTTP and <meta> charsets, UTF-8, then statistical detection."""
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, name in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
         if body.startswith(bom):
-            return body[len(bom):].decode(name, errors="replace")
+            return body[len(bom) :].decode(name, errors="replace")
     for name in _charset_candidates(body, content_type):
         try:
             return body.decode(name)
@@ -172,7 +197,9 @@ class ExtractWorker:
     def _start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from refinery.stages.extract import serve; serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         _send(self.proc.stdin, self.settings)
 
@@ -184,7 +211,9 @@ class ExtractWorker:
             self.proc.stdout.close()
             self.proc = None
 
-    def extract(self, body: bytes, content_type: str | None, url: str | None, timeout: float) -> tuple[str, str, str | None]:
+    def extract(
+        self, body: bytes, content_type: str | None, url: str | None, timeout: float
+    ) -> tuple[str, str, str | None]:
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self._start()
@@ -227,10 +256,15 @@ class Extract(MapStage):
 
     def setup(self) -> None:
         p: ExtractParams = self.params
-        self.worker = ExtractWorker({
-            "precision": p.favor_precision, "recall": p.favor_recall, "comments": p.include_comments,
-            "tables": p.include_tables, "fast": p.fast,
-        })
+        self.worker = ExtractWorker(
+            {
+                "precision": p.favor_precision,
+                "recall": p.favor_recall,
+                "comments": p.include_comments,
+                "tables": p.include_tables,
+                "fast": p.fast,
+            }
+        )
 
     def _precheck(self, body: bytes | None, content_type: str | None) -> str | None:
         p: ExtractParams = self.params

@@ -5,6 +5,7 @@ The model is the compressed `lid.176.ftz` (Joulin et al., 2016; CC BY-SA 3.0), s
 The small model confuses short Chinese with Japanese; with `cjk_script_check` the label is
 corrected from the script (Han without any kana is not Japanese; kana-rich text is not Chinese).
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Length filter on characters and whitespace words, vectorized with Arrow compute."""
+
 from __future__ import annotations
 
 import pyarrow as pa

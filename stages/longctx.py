@@ -6,6 +6,7 @@ structure), then keep documents whose earlier text makes later text more predict
 causal LM. With `annotate_only` every document is kept and `longctx_selected` marks the chosen
 ones, so a runner can route them to their own output; in filter mode only they pass.
 """
+
 from __future__ import annotations
 
 import zipfile

@@ -5,6 +5,7 @@ visible text (InternLM2 normalizes before its rule filters; FineWeb relies on ft
 Each step is one Arrow kernel over the whole column (utf8proc's normalization, RE2 rewrites, a
 trim by Python's own whitespace characters), equal to the per-document `str` version.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -36,5 +37,7 @@ class Normalize(MapStage):
         batch = set_column(batch, "text", texts)
         failed = {}
         if p.drop_empty:
-            failed["empty_text"] = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), False).to_numpy(zero_copy_only=False)
+            failed["empty_text"] = pc.fill_null(pc.equal(pc.utf8_length(texts), 0), False).to_numpy(
+                zero_copy_only=False
+            )
         return Verdict(batch, failed)

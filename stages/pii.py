@@ -12,6 +12,7 @@ that hold any candidate, and e-mail addresses (no check needed) are replaced and
 Arrow alone. Only documents with a candidate of a checked kind go through Python's `re`, whose
 lookarounds and per-match checks RE2 cannot express.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -38,18 +39,27 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # period may follow); each pattern opens with a lookahead for its first character, which lets
 # `re` skip ahead instead of trying the lookbehind at every position.
 PATTERNS = {
-    "ipv4": (r"(?=\d)(?<![\w.:])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?!\w|\.\w)",
-             r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"),
-    "ipv6": (r"(?=[0-9A-Fa-f:])(?<![\w:])(?:(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?::?[0-9A-Fa-f]{1,4}){1,7}|::(?:[0-9A-Fa-f]{1,4}:?){1,7})(?![\w:])",
-             r"[0-9A-Fa-f]{1,4}::|::[0-9A-Fa-f]{1,4}|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}"),
+    "ipv4": (
+        r"(?=\d)(?<![\w.:])" + _OCTET + r"(?:\." + _OCTET + r"){3}(?!\w|\.\w)",
+        r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}",
+    ),
+    "ipv6": (
+        r"(?=[0-9A-Fa-f:])(?<![\w:])(?:(?:[0-9A-Fa-f]{1,4}:){1,7}:?(?::?[0-9A-Fa-f]{1,4}){1,7}|::(?:[0-9A-Fa-f]{1,4}:?){1,7})(?![\w:])",
+        r"[0-9A-Fa-f]{1,4}::|::[0-9A-Fa-f]{1,4}|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}",
+    ),
     # international (+CC ...), North American (555) 123-4567 / 555-123-4567, national with a
     # trunk prefix 0 (030 1234567, 06 12 34 56 78)
-    "phone": (r"(?=[+(\d])(?<![\w+.,/-])(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\)|[ .-]?\d{1,4})(?:[ .-]?\d{2,4}){1,5}"
-              r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}"
-              r"|0\d{1,4}[ /.-]?\d{2,8}(?:[ .-]\d{2,4}){0,3})(?!\w|[.,/-]\w)",
-              r"\+\d|\(\d{3}\)|\d[ /.-]?\d{2,4}[ .-]\d{2,4}"),
+    "phone": (
+        r"(?=[+(\d])(?<![\w+.,/-])(?:\+\d{1,3}(?:[ .-]?\(\d{1,4}\)|[ .-]?\d{1,4})(?:[ .-]?\d{2,4}){1,5}"
+        r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}"
+        r"|0\d{1,4}[ /.-]?\d{2,8}(?:[ .-]\d{2,4}){0,3})(?!\w|[.,/-]\w)",
+        r"\+\d|\(\d{3}\)|\d[ /.-]?\d{2,4}[ .-]\d{2,4}",
+    ),
     "credit_card": (r"(?=\d)(?<![\w.,-])\d(?:[ -]?\d){12,18}(?!\w|[.,-]\w)", r"\d(?:[ -]?\d){12,18}"),
-    "iban": (r"(?=[A-Z])(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w)", r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}"),
+    "iban": (
+        r"(?=[A-Z])(?<!\w)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?!\w)",
+        r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
+    ),
 }
 _COMPILED = {name: re.compile(pattern) for name, (pattern, _) in PATTERNS.items()}
 # Numbers shaped like dates are not phone numbers (01.02.2023, 2023-01-02, 12/31/99), nor are
@@ -61,17 +71,64 @@ _GROUP_AFTER = re.compile(r" [A-Z0-9]")
 _VERSION_WORDS = re.compile(r"(?:version|release|build|v)\s*$", re.I)
 # IBAN lengths by country (ISO 13616 registry, the countries of SEPA and a few more).
 IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AT": 20, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21, "CY": 28, "CZ": 24,
-    "DE": 22, "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GI": 23, "GL": 18, "GR": 27,
-    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "KW": 30, "KZ": 20, "LI": 21, "LT": 20, "LU": 20,
-    "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24, "RS": 22, "SA": 24, "SE": 24,
-    "SI": 19, "SK": 24, "SM": 27, "TR": 26, "UA": 29,
+    "AD": 24,
+    "AE": 23,
+    "AT": 20,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "CH": 21,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "EE": 20,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IS": 26,
+    "IT": 27,
+    "KW": 30,
+    "KZ": 20,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MT": 31,
+    "NL": 18,
+    "NO": 15,
+    "PL": 28,
+    "PT": 25,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "TR": 26,
+    "UA": 29,
 }
 # Card networks by leading digits, with the lengths their numbers have: Visa; Mastercard;
 # American Express; then Discover, JCB, Diners Club, UnionPay and Maestro together.
-_CARDS = [(re.compile(r"4"), (13, 16, 19)), (re.compile(r"5[1-5]|2(?:2[2-9]|[3-6]|7[01]|720)"), (16,)),
-          (re.compile(r"3[47]"), (15,)), (re.compile(r"6(?:011|5|4[4-9]|22)|35(?:2[89]|[3-8])|3(?:0[0-5]|[689])|62|5[06-9]|6[37]"),
-                                         tuple(range(14, 20)))]
+_CARDS = [
+    (re.compile(r"4"), (13, 16, 19)),
+    (re.compile(r"5[1-5]|2(?:2[2-9]|[3-6]|7[01]|720)"), (16,)),
+    (re.compile(r"3[47]"), (15,)),
+    (re.compile(r"6(?:011|5|4[4-9]|22)|35(?:2[89]|[3-8])|3(?:0[0-5]|[689])|62|5[06-9]|6[37]"), tuple(range(14, 20))),
+]
 
 
 class PiiParams(StageParams):
@@ -116,8 +173,13 @@ class Pii(MapStage):
     histograms = {"pii_replacements": HistogramSpec(0, 20, 20)}
 
     def _checks(self) -> dict[str, Callable[[re.Match], bool]]:
-        return {"ipv4": self._ip_ok, "ipv6": self._ip_ok, "phone": self._phone_ok, "credit_card": self._card_ok,
-                "iban": lambda match: iban_ok(match.group())}
+        return {
+            "ipv4": self._ip_ok,
+            "ipv6": self._ip_ok,
+            "phone": self._phone_ok,
+            "credit_card": self._card_ok,
+            "iban": lambda match: iban_ok(match.group()),
+        }
 
     def _ip_ok(self, match: re.Match) -> bool:
         try:
@@ -131,14 +193,18 @@ class Pii(MapStage):
     def _phone_ok(self, match: re.Match) -> bool:
         text = match.group()
         digits = sum(c.isdigit() for c in text)
-        return (self.params.min_phone_digits <= digits <= 15 and not _DATE.fullmatch(text) and not _card_like(text)
-                and not _in_group_run(match))
+        return (
+            self.params.min_phone_digits <= digits <= 15
+            and not _DATE.fullmatch(text)
+            and not _card_like(text)
+            and not _in_group_run(match)
+        )
 
     @staticmethod
     def _card_ok(match: re.Match) -> bool:
         digits = match.group().replace(" ", "").replace("-", "")
         lengths = next((lengths for prefix, lengths in _CARDS if prefix.match(digits)), ())
-        return (len(digits) in lengths and luhn_ok(digits) and not _in_group_run(match))
+        return len(digits) in lengths and luhn_ok(digits) and not _in_group_run(match)
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
         p: PiiParams = self.params
@@ -169,17 +235,22 @@ class Pii(MapStage):
         verdict = Verdict(batch, counts=counts)
         for kind, rows in touched.items():
             picked = np.flatnonzero(rows)[:8]
-            verdict.examples[f"pii_{kind}"] = (picked.tolist(), [
-                _before_after(b, a, p.replacement.format(kind=kind))
-                for b, a in zip(before.take(picked).to_pylist(), texts.take(picked).to_pylist())])
+            verdict.examples[f"pii_{kind}"] = (
+                picked.tolist(),
+                [
+                    _before_after(b, a, p.replacement.format(kind=kind))
+                    for b, a in zip(before.take(picked).to_pylist(), texts.take(picked).to_pylist())
+                ],
+            )
         return verdict
 
     def _replace_checked(self, texts: pa.Array, check: str, placeholder: str) -> tuple[pa.Array, np.ndarray]:
         """Replace the checked matches of one pattern in the documents its RE2 prefilter flags."""
         pattern, prefilter = _COMPILED[check], PATTERNS[check][1]
         ok = self._checks()[check]
-        flagged = np.flatnonzero(pc.match_substring_regex(texts, prefilter).fill_null(False)
-                                 .to_numpy(zero_copy_only=False))
+        flagged = np.flatnonzero(
+            pc.match_substring_regex(texts, prefilter).fill_null(False).to_numpy(zero_copy_only=False)
+        )
         found = np.zeros(len(texts), dtype=np.int64)
         if not len(flagged):
             return texts, found
@@ -201,8 +272,10 @@ class Pii(MapStage):
 
 def _in_group_run(match: re.Match) -> bool:
     """Whether the match continues a run of digit or code groups (a longer code, a table row)."""
-    return bool(_GROUP_BEFORE.search(match.string, max(0, match.start() - 2), match.start())
-                or _GROUP_AFTER.match(match.string, match.end()))
+    return bool(
+        _GROUP_BEFORE.search(match.string, max(0, match.start() - 2), match.start())
+        or _GROUP_AFTER.match(match.string, match.end())
+    )
 
 
 def _card_like(text: str) -> bool:

@@ -8,6 +8,7 @@ their code points in open-addressing tables. C4's bad-word rule alone stays a re
 per document (`c4_badwords`): its lists are large alternations over lower-cased text, which
 Python's `re` runs in C.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,10 @@ def off(value) -> float:
 
 
 def _codes(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([ord(c) for c in "".join(words)], dtype=np.uint32),
-            np.cumsum([0] + [len(w) for w in words]).astype(np.int64))
+    return (
+        np.array([ord(c) for c in "".join(words)], dtype=np.uint32),
+        np.cumsum([0] + [len(w) for w in words]).astype(np.int64),
+    )
 
 
 class Texts:
@@ -215,9 +218,18 @@ def _segment_duplicates(cp, begin, end) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ Gopher (Rae et al. 2021, A1)
 
-GOPHER_QUALITY = ["gopher_too_few_words", "gopher_too_many_words", "gopher_short_words", "gopher_long_words",
-                  "gopher_hash_ratio", "gopher_ellipsis_ratio", "gopher_bullet_lines", "gopher_ellipsis_lines",
-                  "gopher_alpha_words", "gopher_stop_words"]
+GOPHER_QUALITY = [
+    "gopher_too_few_words",
+    "gopher_too_many_words",
+    "gopher_short_words",
+    "gopher_long_words",
+    "gopher_hash_ratio",
+    "gopher_ellipsis_ratio",
+    "gopher_bullet_lines",
+    "gopher_ellipsis_lines",
+    "gopher_alpha_words",
+    "gopher_stop_words",
+]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -297,18 +309,35 @@ def gopher_quality(p, texts: Texts) -> np.ndarray:
         listed = pc.is_in(texts.langs, pa.array(p.stop_words_languages, type=pa.string()))
         stop_rule = pc.or_kleene(pc.is_null(texts.langs), listed).to_numpy(zero_copy_only=False)
     stop_rule &= p.min_stop_words is not None
-    t = (off(p.min_doc_words), off(p.max_doc_words), off(p.min_avg_word_length), off(p.max_avg_word_length),
-         off(p.max_symbol_word_ratio), off(p.max_bullet_lines_ratio), off(p.max_ellipsis_lines_ratio),
-         off(p.min_alpha_words_ratio), off(p.min_stop_words))
-    _gopher_quality(texts.cp, texts.starts, texts.cls, *texts.tokens, *texts.lines, texts.cjk, stop_rule,
-                    stop, stop_off, t, out)
+    t = (
+        off(p.min_doc_words),
+        off(p.max_doc_words),
+        off(p.min_avg_word_length),
+        off(p.max_avg_word_length),
+        off(p.max_symbol_word_ratio),
+        off(p.max_bullet_lines_ratio),
+        off(p.max_ellipsis_lines_ratio),
+        off(p.min_alpha_words_ratio),
+        off(p.min_stop_words),
+    )
+    _gopher_quality(
+        texts.cp, texts.starts, texts.cls, *texts.tokens, *texts.lines, texts.cjk, stop_rule, stop, stop_off, t, out
+    )
     return out
 
 
 def gopher_repetition_names(p) -> list[str]:
-    return (["gopher_empty", "gopher_dup_para_frac", "gopher_dup_para_chars", "gopher_dup_line_frac",
-             "gopher_dup_line_chars"]
-            + [f"gopher_top_{n}_gram" for n, _ in p.top_n_grams] + [f"gopher_dup_{n}_grams" for n, _ in p.dup_n_grams])
+    return (
+        [
+            "gopher_empty",
+            "gopher_dup_para_frac",
+            "gopher_dup_para_chars",
+            "gopher_dup_line_frac",
+            "gopher_dup_line_chars",
+        ]
+        + [f"gopher_top_{n}_gram" for n, _ in p.top_n_grams]
+        + [f"gopher_dup_{n}_grams" for n, _ in p.dup_n_grams]
+    )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -429,8 +458,18 @@ _SENTENCE_CLOSE = _codes(list("\"'”’)]」』"))[0]
 _CJK_STOPS = _codes(list("。！？"))[0]
 _CITATIONS, _CITATIONS_OFF = _codes(["[edit]", "[citation needed]"])
 # lower-cased phrases: lorem ipsum, javascript, then the policy notices
-_PHRASES, _PHRASES_OFF = _codes(["lorem ipsum", "javascript", "terms of use", "privacy policy", "cookie policy",
-                                 "uses cookies", "use of cookies", "use cookies"])
+_PHRASES, _PHRASES_OFF = _codes(
+    [
+        "lorem ipsum",
+        "javascript",
+        "terms of use",
+        "privacy policy",
+        "cookie policy",
+        "uses cookies",
+        "use of cookies",
+        "use cookies",
+    ]
+)
 
 
 _PHRASE_START = np.zeros(128, dtype=np.bool_)
@@ -649,13 +688,20 @@ def c4_quality(p, texts: Texts) -> tuple[np.ndarray, pa.Array | None]:
     (pages that fail keep their text)."""
     n = len(texts.starts) - 1
     out = np.zeros((n, len(C4_QUALITY)), dtype=np.bool_)
-    flags = (p.filter_no_terminal_punct, p.remove_citations, p.filter_lorem_ipsum, p.filter_javascript,
-             p.filter_curly_bracket, p.filter_policy)
+    flags = (
+        p.filter_no_terminal_punct,
+        p.remove_citations,
+        p.filter_lorem_ipsum,
+        p.filter_javascript,
+        p.filter_curly_bracket,
+        p.filter_policy,
+    )
     limits = (p.min_num_sentences, p.min_words_per_line, -1 if p.max_word_length is None else p.max_word_length)
     kept = np.empty(len(texts.cp) + 1 if p.remove_lines else 0, dtype=np.uint32)
     kept_off = np.zeros(n + 1, dtype=np.int64)
-    _c4_quality(texts.cp, texts.starts, texts.cls, *texts.lines, texts.cjk, flags, limits, out, p.remove_lines,
-                kept, kept_off)
+    _c4_quality(
+        texts.cp, texts.starts, texts.cls, *texts.lines, texts.cjk, flags, limits, out, p.remove_lines, kept, kept_off
+    )
     if not p.remove_lines:
         return out, None
     data, offsets = _encode(kept, kept_off)
@@ -725,8 +771,9 @@ class BadWords:
                 words = sorted({w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()})
                 alternation = trie_pattern(words)
                 # Languages written without spaces match inside words; the others only whole words.
-                self.patterns[lang] = re.compile(alternation if lang in UNSPACED_LANGUAGES
-                                                 else rf"(?:\W|^)(?:{alternation})(?:\W|$)")
+                self.patterns[lang] = re.compile(
+                    alternation if lang in UNSPACED_LANGUAGES else rf"(?:\W|^)(?:{alternation})(?:\W|$)"
+                )
         return self.patterns[lang]
 
 
@@ -745,8 +792,13 @@ def c4_badwords(p, texts: Texts, lists: BadWords) -> np.ndarray:
 
 # ------------------------------------------------------------------ FineWeb (Penedo et al. 2024)
 
-FINEWEB_QUALITY = ["fineweb_empty", "fineweb_line_punct", "fineweb_short_lines", "fineweb_dup_line_chars",
-                   "fineweb_list_ratio"]
+FINEWEB_QUALITY = [
+    "fineweb_empty",
+    "fineweb_line_punct",
+    "fineweb_short_lines",
+    "fineweb_dup_line_chars",
+    "fineweb_list_ratio",
+]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -805,24 +857,48 @@ def _fineweb_quality(cp, starts, cls, toff, stops, stops_off, t, out):
 def fineweb_quality(p, texts: Texts) -> np.ndarray:
     out = np.zeros((len(texts.starts) - 1, len(FINEWEB_QUALITY)), dtype=np.bool_)
     stops, stops_off = _codes(sorted(terminal_punctuation()) if p.stop_chars is None else list(p.stop_chars))
-    t = (p.line_punct_thr, p.line_punct_exclude_zero, p.short_line_thr, p.short_line_length,
-         p.char_duplicates_ratio, p.new_line_ratio)
+    t = (
+        p.line_punct_thr,
+        p.line_punct_exclude_zero,
+        p.short_line_thr,
+        p.short_line_length,
+        p.char_duplicates_ratio,
+        p.new_line_ratio,
+    )
     _fineweb_quality(texts.cp, texts.starts, texts.cls, texts.tokens[2], stops, stops_off, t, out)
     return out
 
 
 # ------------------------------------------------------------------ InternLM2 (Cai et al. 2024, 3.1.1)
 
-INTERNLM2 = ["internlm2_no_content", "internlm2_long_line", "internlm2_line_breaks", "internlm2_separators",
-             "internlm2_char_frequency", "internlm2_broken_chars", "internlm2_punct_excess", "internlm2_punct_missing"]
+INTERNLM2 = [
+    "internlm2_no_content",
+    "internlm2_long_line",
+    "internlm2_line_breaks",
+    "internlm2_separators",
+    "internlm2_char_frequency",
+    "internlm2_broken_chars",
+    "internlm2_punct_excess",
+    "internlm2_punct_missing",
+]
 _SEPARATORS = _codes(list("-=_*#~+.·•|/\\<>"))[0]
 _INVISIBLE = _codes(list(" \n\t\r\u3000\xa0"))[0]
 
 
 @numba.njit(cache=True, nogil=True)
 def _internlm2(cp, starts, cls, lb, le, loff, t, out):
-    (max_line, min_lines, min_per_line, max_sep_lines, max_sep_runs, min_word_chars, max_broken, max_punct,
-     min_punct, min_chars_punct) = t
+    (
+        max_line,
+        min_lines,
+        min_per_line,
+        max_sep_lines,
+        max_sep_runs,
+        min_word_chars,
+        max_broken,
+        max_punct,
+        min_punct,
+        min_chars_punct,
+    ) = t
     for d in range(len(starts) - 1):
         visible = 0
         punct = 0
@@ -876,8 +952,17 @@ def _internlm2(cp, starts, cls, lb, le, loff, t, out):
 
 def internlm2(p, texts: Texts) -> np.ndarray:
     out = np.zeros((len(texts.starts) - 1, len(INTERNLM2)), dtype=np.bool_)
-    t = (p.max_line_chars, p.min_lines_for_ratios, p.min_chars_per_line, p.max_separator_lines,
-         p.max_separator_runs, p.min_word_char_ratio, p.max_broken_char_ratio, p.max_punct_ratio,
-         p.min_punct_ratio, p.min_chars_for_punct_check)
+    t = (
+        p.max_line_chars,
+        p.min_lines_for_ratios,
+        p.min_chars_per_line,
+        p.max_separator_lines,
+        p.max_separator_runs,
+        p.min_word_char_ratio,
+        p.max_broken_char_ratio,
+        p.max_punct_ratio,
+        p.min_punct_ratio,
+        p.min_chars_for_punct_check,
+    )
     _internlm2(texts.cp, texts.starts, texts.cls, *texts.lines, tuple(float(x) for x in t), out)
     return out

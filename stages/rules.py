@@ -7,6 +7,7 @@ recorded (the first, in the order below, is the drop reason). Words are split by
 `refinery.stages.words`; Chinese and Japanese documents (by the `lang` column of a preceding
 `langid`, else by script) count characters as words and skip the English-only rules.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -192,8 +193,7 @@ class Rules(MapStage):
         rows, cols = np.nonzero(verdicts)
         offsets = np.zeros(len(batch) + 1, dtype=np.int32)
         np.cumsum(np.bincount(rows, minlength=len(batch)), out=offsets[1:])
-        lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names, type=pa.string()).take(cols),
-                                         mask=missing)
+        lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names, type=pa.string()).take(cols), mask=missing)
         if reduced is not None:
             batch = set_column(batch, "text", pc.if_else(missing, column, reduced))
         batch = set_column(batch, "rules_failed", lists)

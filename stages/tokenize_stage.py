@@ -6,6 +6,7 @@ chunk's finally kept documents and writes that chunk's shards into `RUN/shards/`
 the unit and chunk, so every runner yields the same bytes) with a small manifest of its own;
 `finalize` merges those manifests, in name order, into `RUN/shards/manifest.json`.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,9 +82,13 @@ class Tokenize(MapStage):
         if "input_ids" not in batch.schema.names:
             return
         p: TokenizeParams = self.params
-        writer = ShardWriter(lambda name, data: run.write_bytes(f"{run.shards}/{name}", data), self._info(),
-                             name=lambda index: run.shard_name(unit, chunk, index),
-                             shard_bytes=p.shard_bytes, block_tokens=p.block_tokens)
+        writer = ShardWriter(
+            lambda name, data: run.write_bytes(f"{run.shards}/{name}", data),
+            self._info(),
+            name=lambda index: run.shard_name(unit, chunk, index),
+            shard_bytes=p.shard_bytes,
+            block_tokens=p.block_tokens,
+        )
         writer.write(batch.column("input_ids"), batch.column("id"))
         run.write_text(run.shard_manifest_part(unit, chunk), json.dumps(writer.close()))
 

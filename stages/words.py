@@ -14,6 +14,7 @@ decoded once from the Arrow buffer, with character classes looked up in one tabl
 engines whose definitions the rules use: the `regex` module for `\\s`, `\\w` and Unicode
 properties, Python's `str` methods for `isalpha`, `isspace`, `isdecimal` and line breaks.
 """
+
 from __future__ import annotations
 
 from functools import cache
@@ -39,9 +40,17 @@ TERMINAL = 1 << 10  # \p{Sentence_Terminal}: the characters that end a sentence 
 DECIMAL = 1 << 11  # str.isdecimal: re's \d
 LINE_BREAK = 1 << 12  # str.splitlines
 
-_CLASSES = {SPACE: r"\s", WORD: r"\w", W: r"[\p{L}\p{M}\p{N}_]", CJK: r"[\p{Han}\p{Hiragana}\p{Katakana}]",
-            LETTER: r"\p{L}", NUMBER: r"\p{N}", LMN: r"[\p{L}\p{M}\p{N}]", PUNCT: r"[\p{P}\p{S}]",
-            TERMINAL: r"\p{Sentence_Terminal}"}
+_CLASSES = {
+    SPACE: r"\s",
+    WORD: r"\w",
+    W: r"[\p{L}\p{M}\p{N}_]",
+    CJK: r"[\p{Han}\p{Hiragana}\p{Katakana}]",
+    LETTER: r"\p{L}",
+    NUMBER: r"\p{N}",
+    LMN: r"[\p{L}\p{M}\p{N}]",
+    PUNCT: r"[\p{P}\p{S}]",
+    TERMINAL: r"\p{Sentence_Terminal}",
+}
 _METHODS = {ALPHA: str.isalpha, PYSPACE: str.isspace, DECIMAL: str.isdecimal}
 
 CJK_LANGS = frozenset({"zh", "ja", "wuu", "yue", "gan"})
@@ -95,8 +104,12 @@ def _decode(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarr
                 c = (np.uint32(b & 0x0F) << 12) | (np.uint32(data[i + 1] & 0x3F) << 6) | np.uint32(data[i + 2] & 0x3F)
                 i += 3
             else:
-                c = ((np.uint32(b & 0x07) << 18) | (np.uint32(data[i + 1] & 0x3F) << 12)
-                     | (np.uint32(data[i + 2] & 0x3F) << 6) | np.uint32(data[i + 3] & 0x3F))
+                c = (
+                    (np.uint32(b & 0x07) << 18)
+                    | (np.uint32(data[i + 1] & 0x3F) << 12)
+                    | (np.uint32(data[i + 2] & 0x3F) << 6)
+                    | np.uint32(data[i + 3] & 0x3F)
+                )
                 i += 4
             cp[k] = c
             k += 1
@@ -142,6 +155,7 @@ def cjk_documents(cp: np.ndarray, starts: np.ndarray, langs: pa.Array | None) ->
 
 # ------------------------------------------------------------------ the token scanner
 
+
 def _codes(s: str) -> np.ndarray:
     return np.array([ord(c) for c in s], dtype=np.uint32)
 
@@ -158,8 +172,10 @@ _NUMBER_JOINERS = _codes("-–—/+,:")  # inside a number: 24/7, 1,000, 10:30, 
 _EMAIL_LOCAL = _codes(".+-")
 _HYPHEN = _codes("-")
 # Common abbreviations that keep their period (a tokenizer's exception list, abridged).
-_ABBR, _ABBR_OFF = _table("Mr|Mrs|Ms|Dr|St|Jr|Sr|Mt|Prof|Gen|Gov|Sen|Rep|Rev|Inc|Ltd|Co|Corp|vs|etc|Jan|Feb|Mar|"
-                          "Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec".split("|"))
+_ABBR, _ABBR_OFF = _table(
+    "Mr|Mrs|Ms|Dr|St|Jr|Sr|Mt|Prof|Gen|Gov|Sen|Rep|Rev|Inc|Ltd|Co|Corp|vs|etc|Jan|Feb|Mar|"
+    "Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec".split("|")
+)
 # English contractions after an apostrophe ('s, 't, 're, ...), matched case-insensitively.
 _CONTRACTIONS, _CONTRACTIONS_OFF = _table(["s", "t", "re", "ll", "ve", "d", "m"])
 # Words split before a clitic: I|m, can|not, gon|na, got|ta, wan|na (case as written).
@@ -296,10 +312,11 @@ def token_end(cp, a, b, i, cls, cjk: bool) -> int:
         # joined parts: 3.5, U.S, don't-less apostrophes, 24/7, Covid-19
         while e + 1 < b and _is_word(cp[e + 1], cls, cjk):
             s = cp[e]
-            if not (s == 46
-                    or (member(s, _APOSTROPHES) and _contraction_end(cp, a, b, e + 1, cls) < 0)
-                    or (member(s, _NUMBER_JOINERS)
-                        and ((cls[cp[e + 1]] & NUMBER) != 0 or (cls[cp[e - 1]] & NUMBER) != 0))):
+            if not (
+                s == 46
+                or (member(s, _APOSTROPHES) and _contraction_end(cp, a, b, e + 1, cls) < 0)
+                or (member(s, _NUMBER_JOINERS) and ((cls[cp[e + 1]] & NUMBER) != 0 or (cls[cp[e - 1]] & NUMBER) != 0))
+            ):
                 break
             e += 2
             while e < b and _is_word(cp[e], cls, cjk):

@@ -1,5 +1,6 @@
 """The reference for document-masked attention: one SDPA call over the whole window with a dense
 (B, 1, T, T) boolean mask, causal and within documents (what the trainer computed before)."""
+
 from __future__ import annotations
 
 import torch

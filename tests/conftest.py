@@ -1,4 +1,5 @@
 """Shared fixtures: the repo root, fixture data, an embedded Ray started once per session."""
+
 from __future__ import annotations
 
 import os

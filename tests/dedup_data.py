@@ -1,4 +1,5 @@
 """Dedup test inputs built from the fixture files in tests/data/dedup/ (see SOURCE.md there)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,5 +23,9 @@ def multilingual_table() -> pa.Table:
     """156 real sentences in 13 languages (Latin, Cyrillic, Arabic, Devanagari, CJK, Hangul,
     Thai, Greek scripts); ids `<lang>-<n>`."""
     rows = _tsv("multilingual.tsv")
-    return pa.table({"id": [f"{lang}-{i}" for i, (lang, _) in enumerate(rows)], "text": pa.array([r[1] for r in rows], pa.large_string())})
-
+    return pa.table(
+        {
+            "id": [f"{lang}-{i}" for i, (lang, _) in enumerate(rows)],
+            "text": pa.array([r[1] for r in rows], pa.large_string()),
+        }
+    )

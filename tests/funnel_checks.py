@@ -1,4 +1,5 @@
 """Checks every test of a whole run makes of its statistics."""
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@ public and private IP addresses, phone numbers in international and national for
 numbers that pass the Luhn check, IBANs with valid checksums, and text that must stay
 untouched (version numbers, dates, times, ordinary numbers, ISBNs, invalid card numbers).
 Used by the tests and by bench/pii.py; nothing here is real data."""
+
 from __future__ import annotations
 
 import random
@@ -42,7 +43,7 @@ def pii_item(kind: str, rng: random.Random) -> str:
         return f"{user}{rng.randint(1, 99)}@{domain}"
     if kind == "ip":
         if rng.random() < 0.3:
-            groups = [f"{rng.randint(0x2001, 0x2c0f):x}"] + [f"{rng.randint(0, 0xffff):x}" for _ in range(7)]
+            groups = [f"{rng.randint(0x2001, 0x2C0F):x}"] + [f"{rng.randint(0, 0xFFFF):x}" for _ in range(7)]
             return ":".join(groups)
         while True:
             first = rng.choice([23, 45, 66, 81, 93, 104, 151, 185, 203, 212])
@@ -52,8 +53,13 @@ def pii_item(kind: str, rng: random.Random) -> str:
     if kind == "phone":
         form = rng.randrange(5)
         d = lambda n: "".join(rng.choice("0123456789") for _ in range(n))  # noqa: E731
-        return [f"+44 20 {d(4)} {d(4)}", f"+49 30 {d(7)}", f"({rng.randint(201, 989)}) {rng.randint(200, 999)}-{d(4)}",
-                f"0{rng.randint(1, 9)} {d(2)} {d(2)} {d(2)} {d(2)}", f"+1-{rng.randint(201, 989)}-{rng.randint(200, 999)}-{d(4)}"][form]
+        return [
+            f"+44 20 {d(4)} {d(4)}",
+            f"+49 30 {d(7)}",
+            f"({rng.randint(201, 989)}) {rng.randint(200, 999)}-{d(4)}",
+            f"0{rng.randint(1, 9)} {d(2)} {d(2)} {d(2)} {d(2)}",
+            f"+1-{rng.randint(201, 989)}-{rng.randint(200, 999)}-{d(4)}",
+        ][form]
     if kind == "credit_card":
         prefix, length = rng.choice([("4", 16), ("51", 16), ("55", 16), ("37", 15), ("6011", 16)])
         number = _luhn_complete(prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1)))
@@ -68,12 +74,22 @@ def pii_item(kind: str, rng: random.Random) -> str:
 def look_alike(rng: random.Random) -> str:
     """Text with numbers that is not personal data."""
     d = rng.randint
-    return rng.choice([
-        f"version {d(1, 9)}.{d(0, 20)}.{d(0, 99)}", f"v{d(1, 9)}.{d(0, 9)}.{d(0, 9)}.{d(0, 99)}",
-        f"on {d(2000, 2030)}-{d(1, 12):02d}-{d(1, 28):02d}", f"{d(1, 28):02d}.{d(1, 12):02d}.{d(1990, 2030)}",
-        f"{d(1, 12)}/{d(1, 28)}/{d(90, 99)}", f"at {d(0, 23):02d}:{d(0, 59):02d}:{d(0, 59):02d}",
-        f"{d(1, 999)},{d(100, 999)},{d(100, 999)} people", f"{d(1, 99)} {d(100, 999)} {d(100, 999)} euros",
-        f"ISBN 978-{d(0, 9)}-{d(10, 99)}-{d(100000, 999999)}-{d(0, 9)}", f"{d(1, 9)}.{d(10000, 99999)}",
-        f"router 192.168.{d(0, 255)}.{d(1, 254)}", f"host 10.{d(0, 255)}.{d(0, 255)}.{d(1, 254)}",
-        "card 4111 1111 1111 1112", f"order no. {d(10**9, 10**10 - 1)}", f"{d(1, 9)}.{d(0, 9)}.{d(0, 9)}.{d(0, 9)}.{d(0, 9)}",
-    ])
+    return rng.choice(
+        [
+            f"version {d(1, 9)}.{d(0, 20)}.{d(0, 99)}",
+            f"v{d(1, 9)}.{d(0, 9)}.{d(0, 9)}.{d(0, 99)}",
+            f"on {d(2000, 2030)}-{d(1, 12):02d}-{d(1, 28):02d}",
+            f"{d(1, 28):02d}.{d(1, 12):02d}.{d(1990, 2030)}",
+            f"{d(1, 12)}/{d(1, 28)}/{d(90, 99)}",
+            f"at {d(0, 23):02d}:{d(0, 59):02d}:{d(0, 59):02d}",
+            f"{d(1, 999)},{d(100, 999)},{d(100, 999)} people",
+            f"{d(1, 99)} {d(100, 999)} {d(100, 999)} euros",
+            f"ISBN 978-{d(0, 9)}-{d(10, 99)}-{d(100000, 999999)}-{d(0, 9)}",
+            f"{d(1, 9)}.{d(10000, 99999)}",
+            f"router 192.168.{d(0, 255)}.{d(1, 254)}",
+            f"host 10.{d(0, 255)}.{d(0, 255)}.{d(1, 254)}",
+            "card 4111 1111 1111 1112",
+            f"order no. {d(10**9, 10**10 - 1)}",
+            f"{d(1, 9)}.{d(0, 9)}.{d(0, 9)}.{d(0, 9)}.{d(0, 9)}",
+        ]
+    )

@@ -4,6 +4,7 @@ Each service runs in its own process group and temporary folder and is killed wi
 group when the test is done; Ray workers, which start sessions of their own, are found by a
 marker in their environment, so nothing outlives a test.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,15 @@ from pathlib import Path
 
 START_TIMEOUT = 120
 MARKER = "REFINERY_TEST_SERVICE"
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                  # Checksums only where an operation requires them: by default the AWS SDK sends
-                  # uploads aws-chunked with a CRC64NVME trailer, whose framing moto has been seen
-                  # to store as object data when the machine is loaded.
-                  "AWS_REQUEST_CHECKSUM_CALCULATION": "WHEN_REQUIRED"}
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # Checksums only where an operation requires them: by default the AWS SDK sends
+    # uploads aws-chunked with a CRC64NVME trailer, whose framing moto has been seen
+    # to store as object data when the machine is loaded.
+    "AWS_REQUEST_CHECKSUM_CALCULATION": "WHEN_REQUIRED",
+}
 
 
 def free_ports(n: int) -> list[int]:
@@ -59,8 +64,9 @@ class Service:
         self.marker = uuid.uuid4().hex
         self.log_path = log
         self.log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, env={**env, MARKER: self.marker}, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env={**env, MARKER: self.marker}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -91,8 +97,11 @@ class S3Server(Service):
         port = free_ports(1)[0]
         self.endpoint = f"http://127.0.0.1:{port}"
         self.env = {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
-        super().__init__([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                         {**os.environ, **self.env}, root / "moto.log")
+        super().__init__(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            {**os.environ, **self.env},
+            root / "moto.log",
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.alive():
             try:
@@ -106,8 +115,13 @@ class S3Server(Service):
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)
@@ -126,12 +140,16 @@ def _answers(url: str, token: str) -> bool:
 def ray_env(token_file: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a Ray node: token auth on, this interpreter's tools on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
-    env.update({
-        "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file), "RAY_DISABLE_USAGE_STATS": "1",
-        # job drivers run `refinery` from this interpreter's environment
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        **(extra or {}),
-    })
+    env.update(
+        {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(token_file),
+            "RAY_DISABLE_USAGE_STATS": "1",
+            # job drivers run `refinery` from this interpreter's environment
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            **(extra or {}),
+        }
+    )
     return env
 
 
@@ -148,14 +166,46 @@ class RayHead(Service):
         self.gcs = f"127.0.0.1:{gcs}"
         self.address = f"http://127.0.0.1:{dash}"
         super().__init__(
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--num-cpus", str(cpus),
-             "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-             "--port", str(gcs), "--ray-client-server-port", str(client), "--node-manager-port", str(nm),
-             "--object-manager-port", str(om), "--dashboard-agent-listen-port", str(agent),
-             "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(renv),
-             "--metrics-export-port", str(metrics), "--object-store-memory", str(300 << 20),
-             "--temp-dir", str(root / "ray"), "--disable-usage-stats"],
-            self.env, root / "head.log")
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--head",
+                "--block",
+                "--num-cpus",
+                str(cpus),
+                "--node-ip-address",
+                "127.0.0.1",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(dash),
+                "--port",
+                str(gcs),
+                "--ray-client-server-port",
+                str(client),
+                "--node-manager-port",
+                str(nm),
+                "--object-manager-port",
+                str(om),
+                "--dashboard-agent-listen-port",
+                str(agent),
+                "--dashboard-agent-grpc-port",
+                str(agent_grpc),
+                "--runtime-env-agent-port",
+                str(renv),
+                "--metrics-export-port",
+                str(metrics),
+                "--object-store-memory",
+                str(300 << 20),
+                "--temp-dir",
+                str(root / "ray"),
+                "--disable-usage-stats",
+            ],
+            self.env,
+            root / "head.log",
+        )
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -168,7 +218,10 @@ class RayHead(Service):
 
     def alive_nodes(self) -> int:
         """Nodes the cluster's control store counts as alive (asked from a separate driver)."""
-        probe = "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))" % self.gcs
+        probe = (
+            "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))"
+            % self.gcs
+        )
         out = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True, timeout=120)
         return int(out.stdout.strip().splitlines()[-1])
 
@@ -179,13 +232,37 @@ class RayNode(Service):
     def __init__(self, head: RayHead, root: Path, *, cpus: int = 1):
         nm, om, agent, agent_grpc, renv, metrics = free_ports(6)
         super().__init__(
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--address", head.gcs, "--block",
-             "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1", "--node-manager-port", str(nm),
-             "--object-manager-port", str(om), "--dashboard-agent-listen-port", str(agent),
-             "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(renv),
-             "--metrics-export-port", str(metrics), "--object-store-memory", str(200 << 20),
-             "--disable-usage-stats"],
-            head.env, root / "node.log")
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--address",
+                head.gcs,
+                "--block",
+                "--num-cpus",
+                str(cpus),
+                "--node-ip-address",
+                "127.0.0.1",
+                "--node-manager-port",
+                str(nm),
+                "--object-manager-port",
+                str(om),
+                "--dashboard-agent-listen-port",
+                str(agent),
+                "--dashboard-agent-grpc-port",
+                str(agent_grpc),
+                "--runtime-env-agent-port",
+                str(renv),
+                "--metrics-export-port",
+                str(metrics),
+                "--object-store-memory",
+                str(200 << 20),
+                "--disable-usage-stats",
+            ],
+            head.env,
+            root / "node.log",
+        )
 
     def wait_joined(self, head: RayHead, nodes: int = 2) -> None:
         deadline = time.monotonic() + START_TIMEOUT

@@ -1,4 +1,5 @@
 """UT1 domain blocklist (host and parent domains) and per-language word lists."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """fastText training reliability, prediction, evaluation and the classify stage."""
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,10 @@ def test_arrow_preparation_gives_fasttext_the_same_tokens_for_every_code_point_i
     # selectors), every 97th elsewhere (unassigned and private use).
     in_use = (range(0xD800), range(0xE000, 0x323B0), range(0xE0000, 0xE01F0))
     codepoints = sorted({cp for r in in_use for cp in r} | set(range(0x323B0, 0x110000, 97)))
-    docs = ["".join(f"x{chr(cp)}Y{chr(cp)}{chr(cp)} 1{chr(cp)}_" for cp in codepoints[i : i + 8]) for i in range(0, len(codepoints), 8)]
+    docs = [
+        "".join(f"x{chr(cp)}Y{chr(cp)}{chr(cp)} 1{chr(cp)}_" for cp in codepoints[i : i + 8])
+        for i in range(0, len(codepoints), 8)
+    ]
     docs += ["ΣΟΦΟΣ ΟΔΟΣ. Σ", "İI\u0130i", "tab\tcr\rvt\vff\fnl\n\nend\0", "\u00a0nbsp\u2003em\u3000\x1c\x85", ""]
     column = pa.array(docs + [None], pa.large_string())
     _, odd = arrow_patterns()
@@ -85,16 +89,30 @@ def test_arrow_preparation_gives_fasttext_the_same_tokens_for_every_code_point_i
 
 def test_arrow_and_python_preparation_score_identically(examples):
     model = FastTextClassifier(Path(__file__).parents[1] / "models" / "classifiers" / "quality.ftz", max_chars=500)
-    texts = [t for t, _ in examples] + ["", "Line one\nline two\u00a0— “quoted”", (DATA / "2005-GWBush.txt").read_text()]
+    texts = [t for t, _ in examples] + [
+        "",
+        "Line one\nline two\u00a0— “quoted”",
+        (DATA / "2005-GWBush.txt").read_text(),
+    ]
     assert np.array_equal(model.predict_proba(texts), model.predict_proba(pa.array(texts, pa.large_string())))
 
 
 def test_cli_train_and_eval(tmp_path, capsys):
     out = tmp_path / "cli.ftz"
-    assert cli_main(["classifiers", "train", "--input", str(DATA / "labeled.jsonl"), "--output", str(out), "--epoch", "10"]) == 0
+    assert (
+        cli_main(
+            ["classifiers", "train", "--input", str(DATA / "labeled.jsonl"), "--output", str(out), "--epoch", "10"]
+        )
+        == 0
+    )
     trained = json.loads(capsys.readouterr().out)
     assert sorted(trained["labels"]) == ["hq", "lq"] and trained["skipped"]["invalid_json"] == 1
-    assert cli_main(["classifiers", "eval", "--model", str(out), "--input", str(DATA / "labeled.jsonl"), "--positive", "hq"]) == 0
+    assert (
+        cli_main(
+            ["classifiers", "eval", "--model", str(out), "--input", str(DATA / "labeled.jsonl"), "--positive", "hq"]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["accuracy"] > 0.9 and report["auc"] > 0.9
 
@@ -145,7 +163,11 @@ def test_shipped_quality_model_separates_prose_from_derived_junk():
     speech = (DATA / "2005-GWBush.txt").read_text()
     paragraphs = [p for p in speech.split("\n\n") if len(p) > 400][:10]
     assert len(paragraphs) == 10
-    junk = [derive(p, synthetic.rng_for(str(i), kind)) for i, p in enumerate(paragraphs) for kind, derive in synthetic.DERIVATIONS.items()]
+    junk = [
+        derive(p, synthetic.rng_for(str(i), kind))
+        for i, p in enumerate(paragraphs)
+        for kind, derive in synthetic.DERIVATIONS.items()
+    ]
     hq = model.labels.index("hq")
     assert (model.predict_proba(paragraphs)[:, hq] > 0.5).mean() >= 0.9
     assert (model.predict_proba(junk)[:, hq] < 0.5).mean() >= 0.8
@@ -177,13 +199,17 @@ def test_classify_stage_scores_and_rules():
 def test_classify_annotate_only_keeps_everything():
     stage = Classify(ClassifyParams(), annotate_only=True)
     stage.setup()
-    out, stats = run_map_stage(stage, _batch(["hi", "Fellow citizens of the Senate and of the House."], [None, "https://kkk.com"]))
+    out, stats = run_map_stage(
+        stage, _batch(["hi", "Fellow citizens of the Senate and of the House."], [None, "https://kkk.com"])
+    )
     assert out.num_rows == 2 and out.column("blocked_domain").to_pylist() == [None, "agressif"]
     assert out.column("classify_reason").to_pylist()[1] == "blocked_domain"
 
 
 def test_classify_check_params_reports_bad_config(tmp_path):
-    bad_label = ClassifyParams.model_validate({"classifiers": {"quality": {"path": "models/classifiers/quality.ftz", "min": {"good": 0.5}}}})
+    bad_label = ClassifyParams.model_validate(
+        {"classifiers": {"quality": {"path": "models/classifiers/quality.ftz", "min": {"good": 0.5}}}}
+    )
     with pytest.raises(ValueError, match="no label 'good'"):
         Classify.check_params(bad_label, tmp_path)
     missing = ClassifyParams.model_validate({"classifiers": {"q": {"path": "nope.ftz"}}})

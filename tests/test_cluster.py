@@ -2,6 +2,7 @@
 second node (`ray start`), and moto's S3 server, all on 127.0.0.1. The demo job reads its pages
 from S3 and writes its run directory to S3; the kept documents and token shards equal the local
 runner's, and the loader and the trainer stream the shards back from S3."""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,7 @@ def files(prefix: str) -> dict[str, bytes]:
     for info in found:
         if info.type == pafs.FileType.File:
             with fs.open_input_stream(info.path) as fh:
-                out[info.path[len(prefix) + 1:]] = fh.read()
+                out[info.path[len(prefix) + 1 :]] = fh.read()
     return out
 
 
@@ -105,15 +106,18 @@ def cluster(s3):
 
 
 @pytest.mark.slow
-def test_demo_on_two_nodes_writes_its_run_to_s3(cluster, s3, demo_on_s3, local_demo, root, tmp_path, capsys, monkeypatch):
+def test_demo_on_two_nodes_writes_its_run_to_s3(
+    cluster, s3, demo_on_s3, local_demo, root, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     s3.bucket("runs")
     conn = ["--address", cluster.address, "--token-file", str(cluster.token_file)]
     assert cluster.alive_nodes() == 2
     assert cli(["submit", str(demo_on_s3), "--out", "s3://runs/demo", *conn]) == 0
     job_id = capsys.readouterr().out.strip().splitlines()[-1]
-    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(JOB_TIMEOUT)]) == 0, \
-        service.client(cluster.address, str(cluster.token_file)).get_job_logs(job_id)[-4000:]
+    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(JOB_TIMEOUT)]) == 0, service.client(
+        cluster.address, str(cluster.token_file)
+    ).get_job_logs(job_id)[-4000:]
     assert not list(tmp_path.iterdir())  # nothing written to a local folder
 
     # statistics read back from the bucket: complete, every stage's in = kept + dropped + errored
@@ -132,13 +136,28 @@ def test_demo_on_two_nodes_writes_its_run_to_s3(cluster, s3, demo_on_s3, local_d
     assert not [n for n in remote if n.rsplit("/", 1)[-1].startswith(".")]  # no temporary objects
 
     # the loader and the trainer stream the shards back from S3
-    streamed = [w["input_ids"].tolist() for w in TokenDataset("s3://runs/demo/shards", 64, seed=3, cache_dir=tmp_path / "c")]
+    streamed = [
+        w["input_ids"].tolist() for w in TokenDataset("s3://runs/demo/shards", 64, seed=3, cache_dir=tmp_path / "c")
+    ]
     assert streamed == [w["input_ids"].tolist() for w in TokenDataset(local_demo / "shards", 64, seed=3)]
     manifest = json.loads(remote["shards/manifest.json"])
     assert len(streamed) >= manifest["tokens"] // 65 > 0
     train = tmp_path / "train"
-    assert cli(["train", str(root / "conf" / "train" / "tiny.yaml"), "--data", "s3://runs/demo/shards",
-                "--out", str(train), "--max-steps", "2"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                str(root / "conf" / "train" / "tiny.yaml"),
+                "--data",
+                "s3://runs/demo/shards",
+                "--out",
+                str(train),
+                "--max-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert len([line for line in (train / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]) == 2
 
     # the report and the funnel come from the bucket as well
@@ -161,8 +180,13 @@ def test_spark_runner_writes_its_run_to_s3(s3, spark, demo_on_s3, local_demo, tm
 
 
 def _run(conf: Path, out: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "refinery.pipeline.cli", "run", str(conf), "--out", out, "--runner", "local"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "refinery.pipeline.cli", "run", str(conf), "--out", out, "--runner", "local"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -177,9 +201,11 @@ def test_run_killed_on_s3_and_rerun_matches_uninterrupted(s3, spine_data, tmp_pa
         s3.client().put_object(Bucket=bucket, Key=f"in/{unit:02d}.jsonl", Body=body.encode())
     model = Path(__file__).resolve().parents[1] / "models" / "tokenizer" / "refinery-demo-8k.model"
     conf = tmp_path / "job.yaml"
-    conf.write_text(f"input: {{paths: ['s3://{bucket}/in/*.jsonl'], format: jsonl}}\nworkers: 1\nstages:\n"
-                    "  - {stage: normalize}\n  - {stage: length, min_words: 20}\n  - {stage: dedup, method: exact}\n"
-                    f"  - {{stage: tokenize, tokenizer: {model}}}\n")
+    conf.write_text(
+        f"input: {{paths: ['s3://{bucket}/in/*.jsonl'], format: jsonl}}\nworkers: 1\nstages:\n"
+        "  - {stage: normalize}\n  - {stage: length, min_words: 20}\n  - {stage: dedup, method: exact}\n"
+        f"  - {{stage: tokenize, tokenizer: {model}}}\n"
+    )
     env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1"}
     proc = _run(conf, f"s3://{bucket}/killed", env)
     fs, deadline = s3fs(), time.time() + 120
@@ -209,11 +235,15 @@ def test_run_killed_on_s3_and_rerun_matches_uninterrupted(s3, spine_data, tmp_pa
 def test_bad_run_directories_are_one_error_before_any_work(s3, spine_data, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     conf = tmp_path / "job.yaml"
-    conf.write_text(f"input: {{paths: ['{spine_data / 'inaugural-a.jsonl'}'], format: jsonl}}\nstages: [{{stage: normalize}}]\n")
+    conf.write_text(
+        f"input: {{paths: ['{spine_data / 'inaugural-a.jsonl'}'], format: jsonl}}\nstages: [{{stage: normalize}}]\n"
+    )
     (tmp_path / "a-file").write_text("x")
-    for out, why in (("s3://no-such-bucket/run", "bucket 'no-such-bucket' does not exist"),
-                     ("nosuchscheme://x/run", "nosuchscheme://x/run"),
-                     ("a-file", "is a file, not a run directory")):
+    for out, why in (
+        ("s3://no-such-bucket/run", "bucket 'no-such-bucket' does not exist"),
+        ("nosuchscheme://x/run", "nosuchscheme://x/run"),
+        ("a-file", "is a file, not a run directory"),
+    ):
         assert cli(["run", str(conf), "--out", out, "--runner", "local"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("config error: --out") and why in err[0], err
@@ -231,9 +261,23 @@ def test_embedded_ray_ignores_a_stale_cluster_address(root, tmp_path):
         (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
         env.update({"RAY_TMPDIR": str(ray_tmp), "RAY_DISABLE_USAGE_STATS": "1"})
-        proc = subprocess.Popen([sys.executable, "-m", "refinery.pipeline.cli", "run", str(root / "conf" / "demo.yaml"),
-                                 "--out", str(tmp_path / "demo"), "--runner", "ray"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "refinery.pipeline.cli",
+                "run",
+                str(root / "conf" / "demo.yaml"),
+                "--out",
+                str(tmp_path / "demo"),
+                "--runner",
+                "ray",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             out, _ = proc.communicate(timeout=JOB_TIMEOUT)
         finally:

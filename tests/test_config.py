@@ -1,4 +1,5 @@
 """Bad configs fail before any work, naming the file, the key and the reason."""
+
 import pytest
 
 from refinery.pipeline.config import ConfigError, load_job, validate
@@ -14,7 +15,11 @@ GOOD_INPUT = "input: {paths: ['%s/*.jsonl'], format: jsonl}\n"
 
 
 def test_valid_config_resolves_files_and_names(tmp_path, spine_data):
-    path = write(tmp_path, GOOD_INPUT % spine_data + "stages:\n  - {stage: length, min_words: 3}\n  - {stage: length, annotate_only: true}\n")
+    path = write(
+        tmp_path,
+        GOOD_INPUT % spine_data
+        + "stages:\n  - {stage: length, min_words: 3}\n  - {stage: length, annotate_only: true}\n",
+    )
     job = load_job(path)
     assert len(job.files) == 3
     assert [s.name for s in job.stages] == ["length", "length_2"]
@@ -53,7 +58,9 @@ def test_missing_input_is_a_config_error(tmp_path):
 
 def test_web_input_needs_extract_first(spine_data):
     with pytest.raises(ConfigError) as err:
-        validate({"input": {"paths": [str(spine_data / "*.warc.gz")], "format": "warc"}, "stages": [{"stage": "length"}]})
+        validate(
+            {"input": {"paths": [str(spine_data / "*.warc.gz")], "format": "warc"}, "stages": [{"stage": "length"}]}
+        )
     assert err.value.key == "stages[0]"
 
 

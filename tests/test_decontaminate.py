@@ -1,6 +1,7 @@
 """The decontaminate stage: benchmark items quoted in documents are found however they are cased,
 punctuated or spaced, clean text is kept, and the decisions are the same on every runner and
 with the run directory on S3."""
+
 from __future__ import annotations
 
 import gzip
@@ -44,8 +45,12 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def stage_for(tmp_path: Path, benchmarks: list[Path], **params) -> Decontaminate:
     """A stage prepared (index built) and set up as a worker would have it."""
-    job = validate({"input": {"paths": [str(PAGES)], "format": "jsonl"},
-                    "stages": [{"stage": "decontaminate", "benchmarks": [str(b) for b in benchmarks], **params}]})
+    job = validate(
+        {
+            "input": {"paths": [str(PAGES)], "format": "jsonl"},
+            "stages": [{"stage": "decontaminate", "benchmarks": [str(b) for b in benchmarks], **params}],
+        }
+    )
     stage = job.build_stages()[0]
     stage.prepare(RunDir(tmp_path / "run"))
     stage.setup()
@@ -54,8 +59,9 @@ def stage_for(tmp_path: Path, benchmarks: list[Path], **params) -> Decontaminate
 
 def judge(stage: Decontaminate, texts: list[str]):
     n = len(texts)
-    batch = pa.RecordBatch.from_pydict({"id": [f"d{i}" for i in range(n)], "text": pa.array(texts, pa.large_string()),
-                                        "url": [None] * n})
+    batch = pa.RecordBatch.from_pydict(
+        {"id": [f"d{i}" for i in range(n)], "text": pa.array(texts, pa.large_string()), "url": [None] * n}
+    )
     return run_map_stage(stage, batch)
 
 
@@ -89,10 +95,17 @@ def test_planted_items_are_found_in_every_spelling(tmp_path, corpus):
     items, clean = corpus
     bench = write_jsonl(tmp_path / "reading.jsonl", [{"question": q, "answer": "yes"} for q in items])
     stage = stage_for(tmp_path, [bench])
-    spellings = [str.upper, lambda s: s.replace(" ", "  \n "), lambda s: s.replace(" ", ", "),
-                 lambda s: s.translate({ord(c): ord(c) + 0xFEE0 for c in "abcdefghij"})]  # full-width letters
-    planted = [f"{host[:600]} {spell(item)} {host[600:1200]}"
-               for k, (item, host) in enumerate(zip(items, clean)) for spell in spellings[k % 4 : k % 4 + 1]]
+    spellings = [
+        str.upper,
+        lambda s: s.replace(" ", "  \n "),
+        lambda s: s.replace(" ", ", "),
+        lambda s: s.translate({ord(c): ord(c) + 0xFEE0 for c in "abcdefghij"}),
+    ]  # full-width letters
+    planted = [
+        f"{host[:600]} {spell(item)} {host[600:1200]}"
+        for k, (item, host) in enumerate(zip(items, clean))
+        for spell in spellings[k % 4 : k % 4 + 1]
+    ]
     kept, stats = judge(stage, planted + clean)
     assert len(planted) >= 30
     assert stats.dropped_by_reason == {"contaminated": len(planted)}
@@ -115,17 +128,26 @@ def test_shorter_overlaps_and_too_few_matches_are_kept(tmp_path, corpus):
 
 
 def test_every_string_of_a_row_and_their_join_are_indexed(tmp_path):
-    rows = [{"q": "Which planet is known as the red planet in the night sky", "choices": [
-             {"label": "A", "text": "Mars, the fourth planet from the sun and the second smallest planet of all"}, "Venus"],
-             "answer": 0},
-            {"q": "Too short to find", "a": "No"}]
+    rows = [
+        {
+            "q": "Which planet is known as the red planet in the night sky",
+            "choices": [
+                {"label": "A", "text": "Mars, the fourth planet from the sun and the second smallest planet of all"},
+                "Venus",
+            ],
+            "answer": 0,
+        },
+        {"q": "Too short to find", "a": "No"},
+    ]
     bench = write_jsonl(tmp_path / "nested.jsonl", rows)
     stage = stage_for(tmp_path, [bench])
     prepared = stage.prepare(RunDir(tmp_path / "run"))["extra"]  # read back from the built index
     assert prepared["benchmark_rows"] == 2 and prepared["benchmark_rows_too_short"] == 1
-    docs = ["Quiz night! mars the fourth planet from the sun and the second smallest planet of all, they said.",
-            "which planet is known as the red planet in the night sky A Mars",  # question, then the next field
-            "Which planet is known as the red planet? Too short to find. No."]
+    docs = [
+        "Quiz night! mars the fourth planet from the sun and the second smallest planet of all, they said.",
+        "which planet is known as the red planet in the night sky A Mars",  # question, then the next field
+        "Which planet is known as the red planet? Too short to find. No.",
+    ]
     out, stats = judge(stage, docs)
     assert stats.failed_by_rule == {"contaminated": 2} and out.column("id").to_pylist() == ["d2"]
 
@@ -133,7 +155,10 @@ def test_every_string_of_a_row_and_their_join_are_indexed(tmp_path):
 def test_cjk_items_match_by_characters(tmp_path):
     item = "人人生而自由，在尊严和权利上一律平等。他们赋有理性和良心，并应以兄弟关系的精神相对待。"
     bench = write_jsonl(tmp_path / "udhr.jsonl", [{"text": item}])
-    out, stats = judge(stage_for(tmp_path, [bench]), [f"世界人权宣言第一条：{item[:20]}……", "今天天气很好，我们去公园散步吧，然后一起吃午饭。"])
+    out, stats = judge(
+        stage_for(tmp_path, [bench]),
+        [f"世界人权宣言第一条：{item[:20]}……", "今天天气很好，我们去公园散步吧，然后一起吃午饭。"],
+    )
     assert stats.dropped_by_reason == {"contaminated": 1} and out.column("id").to_pylist() == ["d1"]
 
 
@@ -153,8 +178,12 @@ def test_annotate_only_names_the_benchmarks(tmp_path, corpus):
 def test_config_errors(tmp_path):
     def check(benchmarks, match):
         with pytest.raises(ConfigError, match=match):
-            validate({"input": {"paths": [str(PAGES)], "format": "jsonl"},
-                      "stages": [{"stage": "decontaminate", "benchmarks": benchmarks}]})
+            validate(
+                {
+                    "input": {"paths": [str(PAGES)], "format": "jsonl"},
+                    "stages": [{"stage": "decontaminate", "benchmarks": benchmarks}],
+                }
+            )
 
     check([str(tmp_path / "none*.jsonl")], "matches no file")
     (tmp_path / "bad.jsonl").write_text('{"q": "fine"}\n{"q": broken\n')
@@ -171,8 +200,12 @@ def test_runners_agree(runner, tmp_path, runner_options, corpus):
     rows = [{"id": f"c{i:02d}", "text": text} for i, text in enumerate(clean[:30])]
     rows += [{"id": f"p{i:02d}", "text": f"{clean[i][:400]} {item.lower()}"} for i, item in enumerate(items[:10])]
     data = write_jsonl(tmp_path / "in.jsonl", rows)
-    job = validate({"input": {"paths": [str(data)], "format": "jsonl"},
-                    "stages": [{"stage": "decontaminate", "benchmarks": [str(bench)]}]})
+    job = validate(
+        {
+            "input": {"paths": [str(data)], "format": "jsonl"},
+            "stages": [{"stage": "decontaminate", "benchmarks": [str(bench)]}],
+        }
+    )
     stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **runner_options(runner, 2))]
     check_invariants(stats)
     assert stats[1]["dropped_by_reason"] == {"contaminated": 10}
@@ -187,12 +220,20 @@ def test_run_directory_and_benchmarks_on_s3(tmp_path, s3, corpus):
     """The index is written to and read from the object store by spawned workers; a rerun keeps it."""
     items, clean = corpus
     bucket = s3.bucket("decont")
-    s3.client().put_object(Bucket="decont", Key="evals/reading.jsonl",
-                           Body="".join(json.dumps({"q": q}) + "\n" for q in items[:5]).encode())
+    s3.client().put_object(
+        Bucket="decont",
+        Key="evals/reading.jsonl",
+        Body="".join(json.dumps({"q": q}) + "\n" for q in items[:5]).encode(),
+    )
     rows = [{"id": f"d{i}", "text": f"{text[:300]} {items[i] if i < 5 else ''}"} for i, text in enumerate(clean[:12])]
     data = write_jsonl(tmp_path / "in.jsonl", rows)
-    job = validate({"input": {"paths": [str(data)], "format": "jsonl"}, "workers": 2,
-                    "stages": [{"stage": "decontaminate", "benchmarks": [f"s3://{bucket}/evals/*.jsonl"]}]})
+    job = validate(
+        {
+            "input": {"paths": [str(data)], "format": "jsonl"},
+            "workers": 2,
+            "stages": [{"stage": "decontaminate", "benchmarks": [f"s3://{bucket}/evals/*.jsonl"]}],
+        }
+    )
     out = f"s3://{bucket}/run"
     stats = [s.to_dict() for s in runners.run(job, out, runner="local")]
     check_invariants(stats)

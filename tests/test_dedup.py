@@ -1,5 +1,6 @@
 """Dedup: MinHash values equal datasketch's, banding equals datasketch's, local clustering,
 keep rule, the stage's verdict and statistics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,7 +54,13 @@ def test_vectorized_hashes_equal_scalar_reference(monkeypatch, ngram):
     cache) gives, document by document, the scalar `shingle_hash` of the reference
     shingles, on ASCII and non-ASCII text."""
     table = pa.concat_tables([multilingual_table(), sms_table().slice(0, 100)])
-    docs = table.column("text").to_pylist() + ["", "Ends with a word", "starts", "中文", "İstanbul’da ‘quoted’ — e\u0301 ﬁ"]
+    docs = table.column("text").to_pylist() + [
+        "",
+        "Ends with a word",
+        "starts",
+        "中文",
+        "İstanbul’da ‘quoted’ — e\u0301 ﬁ",
+    ]
     expected = [[text.shingle_hash(s) for s in text.shingles(doc, ngram)] for doc in docs]
     for chunk_bytes, cached_powers in ((1 << 18, 1 << 23), (200, 128)):
         monkeypatch.setattr(text, "_CHUNK_BYTES", chunk_bytes)
@@ -66,7 +73,19 @@ def test_vectorized_hashes_equal_scalar_reference(monkeypatch, ngram):
 
 
 def test_words_of_scripts_without_spaces():
-    assert text.words("日本語のテキスト, ABC déjà-vu") == ["日", "本", "語", "の", "テ", "キ", "ス", "ト", "abc", "déjà", "vu"]
+    assert text.words("日本語のテキスト, ABC déjà-vu") == [
+        "日",
+        "本",
+        "語",
+        "の",
+        "テ",
+        "キ",
+        "ス",
+        "ト",
+        "abc",
+        "déjà",
+        "vu",
+    ]
     assert text.words("Ｆｕｌｌ\u00a0width ½") == ["full", "width", "1", "2"]
 
 
@@ -98,7 +117,11 @@ def test_minhash_clusters_real_near_duplicates():
     # a known near-duplicate pair (same spam, other numbers) is found
     texts = dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
     clusters = dict(zip(res.column("id").to_pylist(), res.column("minhash_cluster").to_pylist()))
-    pairs = [(a, b) for a, b in zip(res.column("id").to_pylist(), res.column("minhash_cluster").to_pylist()) if a != b and texts[a] != texts[b]]
+    pairs = [
+        (a, b)
+        for a, b in zip(res.column("id").to_pylist(), res.column("minhash_cluster").to_pylist())
+        if a != b and texts[a] != texts[b]
+    ]
     assert pairs and all(clusters[a] == clusters[b] for a, b in pairs)
 
 
@@ -119,16 +142,35 @@ def test_verification_checks_members_against_kept_document():
 
 
 def test_exact_and_url_keys():
-    table = pa.table({
-        "id": ["a", "b", "c", "d", "e"],
-        "text": pa.array(["Hello  World 2024!", "hello world 1999", "Other text", "", "other TEXT."], pa.large_string()),
-        "url": ["http://www.x.org/p/", "https://x.org/p", None, "https://y.org/q?b=1&a=2", "http://y.org/q?a=2&b=1#f"],
-    })
+    table = pa.table(
+        {
+            "id": ["a", "b", "c", "d", "e"],
+            "text": pa.array(
+                ["Hello  World 2024!", "hello world 1999", "Other text", "", "other TEXT."], pa.large_string()
+            ),
+            "url": [
+                "http://www.x.org/p/",
+                "https://x.org/p",
+                None,
+                "https://y.org/q?b=1&a=2",
+                "http://y.org/q?a=2&b=1#f",
+            ],
+        }
+    )
     ex = deduplicate(table, method="exact")
     assert dict(zip(ex.column("id").to_pylist(), ex.column("reason").to_pylist())) == {
-        "a": None, "b": "exact_duplicate", "c": None, "e": "exact_duplicate"}
+        "a": None,
+        "b": "exact_duplicate",
+        "c": None,
+        "e": "exact_duplicate",
+    }
     url = deduplicate(table, method="url")
-    assert dict(zip(url.column("id").to_pylist(), url.column("url_cluster").to_pylist())) == {"a": "a", "b": "a", "d": "d", "e": "d"}
+    assert dict(zip(url.column("id").to_pylist(), url.column("url_cluster").to_pylist())) == {
+        "a": "a",
+        "b": "a",
+        "d": "d",
+        "e": "d",
+    }
 
 
 def test_verdict_and_stats():
@@ -158,7 +200,11 @@ def test_bad_input_does_not_crash():
     assert sigs.column("keys").null_count == 3
     assert stage.resolve_local(pa.Table.from_batches([sigs])).num_rows == 0
     # invalid UTF-8 (Parquet does not guarantee it) is hashed with replacement characters
-    raw = pa.Array.from_buffers(pa.large_string(), 2, [None, pa.py_buffer(np.array([0, 9, 20], np.int64).tobytes()), pa.py_buffer(b"caf\xff\xfe bar pile of words")])
+    raw = pa.Array.from_buffers(
+        pa.large_string(),
+        2,
+        [None, pa.py_buffer(np.array([0, 9, 20], np.int64).tobytes()), pa.py_buffer(b"caf\xff\xfe bar pile of words")],
+    )
     hashes, offsets = text.shingle_hashes(raw, 2)
     assert offsets.tolist() == [0, 1, 3] and len(hashes) == 3
 

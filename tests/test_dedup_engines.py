@@ -3,6 +3,7 @@
 One Spark session (`spark`) and one embedded Ray (`ray_local`) serve the whole test session;
 the inputs are the small SMS fixture, whose clusters include chains that need several
 large-star/small-star rounds."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The stage API turns verdicts into kept rows and complete statistics."""
+
 import numpy as np
 import pyarrow as pa
 
@@ -12,7 +13,9 @@ def batch(texts):
     n = len(texts)
     return pa.RecordBatch.from_pydict(
         {"id": [f"d{i}" for i in range(n)], "text": texts, "url": [None] * n, "source": ["mem"] * n},
-        schema=pa.schema([("id", pa.string()), ("text", pa.large_string()), ("url", pa.string()), ("source", pa.string())]),
+        schema=pa.schema(
+            [("id", pa.string()), ("text", pa.large_string()), ("url", pa.string()), ("source", pa.string())]
+        ),
     )
 
 

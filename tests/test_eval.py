@@ -1,6 +1,7 @@
 """`refinery eval`: checkpoints scored beside a running training, trials that merge exactly and
 survive a killed evaluator, failures classified, and a multiple-choice scorer that agrees with
 transformers' Llama on the exported checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,22 @@ QUESTIONS = REPO / "data" / "benchmarks" / "demo-reading.jsonl"
 
 
 def write_suite(folder: Path, **changes) -> Path:
-    suite = {"tokenizer": str(TOKENIZER), "batch_size": 4, "tasks": [
-        {"task": "perplexity", "name": "heldout", "data": "valid", "seq_len": 64, "max_tokens": 4096,
-         "windows_per_trial": 16},
-        {"task": "needle", "name": "needle", "haystack": "valid", "lengths": [96, 160], "depths": [0.2, 0.8]},
-        {"task": "multiple_choice", "name": "reading", "data": str(QUESTIONS), "questions_per_trial": 2}]}
+    suite = {
+        "tokenizer": str(TOKENIZER),
+        "batch_size": 4,
+        "tasks": [
+            {
+                "task": "perplexity",
+                "name": "heldout",
+                "data": "valid",
+                "seq_len": 64,
+                "max_tokens": 4096,
+                "windows_per_trial": 16,
+            },
+            {"task": "needle", "name": "needle", "haystack": "valid", "lengths": [96, 160], "depths": [0.2, 0.8]},
+            {"task": "multiple_choice", "name": "reading", "data": str(QUESTIONS), "questions_per_trial": 2},
+        ],
+    }
     suite.update(changes)
     path = folder / "suite.yaml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
@@ -61,7 +73,9 @@ def trained(tmp_path_factory):
 
 
 def results(run: Path) -> dict[tuple[int, str, str], float]:
-    lines = (run / "eval" / "results.jsonl").read_text().splitlines() if (run / "eval" / "results.jsonl").exists() else []
+    lines = (
+        (run / "eval" / "results.jsonl").read_text().splitlines() if (run / "eval" / "results.jsonl").exists() else []
+    )
     return {(r["step"], r["task"], r["metric"]): r["value"] for r in map(json.loads, lines)}
 
 
@@ -93,20 +107,30 @@ def test_trials_merge_to_the_whole(trained):
     assert len(ppl) == 4 and sum(p.spec[3] - p.spec[2] for p in ppl) == 64
     step, checkpoints = 20, str(trained / "run" / "checkpoints")
     merged = merge(suite.tasks[0], [run_trial(suite, checkpoints, step, p) for p in ppl])
-    whole = run_trial(suite.model_copy(update={"batch_size": 64}), checkpoints, step,
-                      ppl[0].__class__("heldout", "all", ("windows", "valid", 0, 64), 0))
+    whole = run_trial(
+        suite.model_copy(update={"batch_size": 64}),
+        checkpoints,
+        step,
+        ppl[0].__class__("heldout", "all", ("windows", "valid", 0, 64), 0),
+    )
     assert math.isclose(merged["loss"], whole["loss_sum"] / whole["tokens"], rel_tol=1e-6)
     assert math.isclose(merged["perplexity"], math.exp(merged["loss"]))
     cells = merge(suite.tasks[1], [run_trial(suite, checkpoints, step, p) for p in parts if p.task == "needle"])
-    assert sorted(cells) == ["accuracy", "retrieved/L160/d0.2", "retrieved/L160/d0.8", "retrieved/L96/d0.2",
-                             "retrieved/L96/d0.8"]
+    assert sorted(cells) == [
+        "accuracy",
+        "retrieved/L160/d0.2",
+        "retrieved/L160/d0.8",
+        "retrieved/L96/d0.2",
+        "retrieved/L96/d0.8",
+    ]
 
 
 def test_choice_loglikelihoods_match_transformers_llama(trained, tmp_path):
     transformers = pytest.importorskip("transformers")
     model = load_model(trained / "run" / "checkpoints", 20, torch.device("cpu"))
-    llama = transformers.LlamaForCausalLM.from_pretrained(export_llama(model, tmp_path / "llama"),
-                                                          torch_dtype=torch.float32).eval()
+    llama = transformers.LlamaForCausalLM.from_pretrained(
+        export_llama(model, tmp_path / "llama"), torch_dtype=torch.float32
+    ).eval()
     tokenizer = Tokenizer(TOKENIZER, threads=1)
     for row in map(json.loads, QUESTIONS.read_text().splitlines()):
         sequences, tails = choice_tokens(tokenizer, row["question"], row["choices"])
@@ -127,17 +151,42 @@ def test_watch_beside_training(trained, tmp_path):
     """The evaluator follows a training it was started beside: results for several checkpoints,
     the first while training still runs, held-out loss falling, and it exits by itself."""
     shutil.copytree(trained / "valid", tmp_path / "valid")
-    suite = write_suite(tmp_path, tasks=[
-        {"task": "perplexity", "name": "heldout", "data": "valid", "seq_len": 64, "max_tokens": 2048},
-        {"task": "multiple_choice", "name": "reading", "data": str(QUESTIONS)}])
+    suite = write_suite(
+        tmp_path,
+        tasks=[
+            {"task": "perplexity", "name": "heldout", "data": "valid", "seq_len": 64, "max_tokens": 2048},
+            {"task": "multiple_choice", "name": "reading", "data": str(QUESTIONS)},
+        ],
+    )
     conf = tiny_config(tmp_path, **{"checkpoint.every": 4, "checkpoint.keep": 3})
     run = tmp_path / "run"
     env = {**ENV, "RAY_DISABLE_USAGE_STATS": "1"}
-    trainer = subprocess.Popen([sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data",
-                                str(trained / "shards"), "--out", str(run), "--max-steps", "40"],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    evaluator = subprocess.Popen(_eval_cmd(run, suite, "--watch", "--poll", "0.2"), env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, start_new_session=True)
+    trainer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "refinery.pipeline.cli",
+            "train",
+            str(conf),
+            "--data",
+            str(trained / "shards"),
+            "--out",
+            str(run),
+            "--max-steps",
+            "40",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    evaluator = subprocess.Popen(
+        _eval_cmd(run, suite, "--watch", "--poll", "0.2"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         first_while_training = None
         deadline = time.monotonic() + 240
@@ -173,8 +222,9 @@ def test_killed_evaluator_redoes_only_unfinished_trials(trained, tmp_path):
     suite = write_suite(tmp_path)
     total = 4 * len(plan(load_suite(suite)))  # four checkpoints
     trials = run / "eval" / "trials"
-    proc = subprocess.Popen(_eval_cmd(run, suite), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _eval_cmd(run, suite), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         while proc.poll() is None and len(list(trials.glob("*/*/*.json"))) < 5:
             time.sleep(0.02)

@@ -1,4 +1,5 @@
 """The extract stage on real WARC records and pages, and on bad input."""
+
 from __future__ import annotations
 
 import gzip
@@ -28,8 +29,12 @@ def stage():
 
 def raw_batch(pages: list[tuple[bytes | None, str | None]]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
-        [{"id": f"d{i}", "text": "", "url": None, "source": "test", "html": body, "content_type": ctype}
-         for i, (body, ctype) in enumerate(pages)], schema=RAW_SCHEMA)
+        [
+            {"id": f"d{i}", "text": "", "url": None, "source": "test", "html": body, "content_type": ctype}
+            for i, (body, ctype) in enumerate(pages)
+        ],
+        schema=RAW_SCHEMA,
+    )
 
 
 def test_fixture_matches_fresh_extraction(stage):
@@ -63,7 +68,11 @@ def test_warc_end_to_end(stage):
 
 
 def test_bad_input_is_counted_not_raised(stage):
-    page = b"<html><head><title>T</title></head><body><article><p>" + b"Real words in a sentence. " * 40 + b"</p></article></body></html>"
+    page = (
+        b"<html><head><title>T</title></head><body><article><p>"
+        + b"Real words in a sentence. " * 40
+        + b"</p></article></body></html>"
+    )
     pages = [
         (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "text/html"),  # binary junk served as HTML
         (b"<html><body>" + b"<p>x</p>" * 7_000_000 + b"</body></html>", "text/html"),  # a 50 MB page
@@ -74,8 +83,13 @@ def test_bad_input_is_counted_not_raised(stage):
         (page, "text/html; charset=utf-8"),
     ]
     out, stats = run_map_stage(stage, raw_batch(pages))
-    assert stats.dropped_by_reason == {"binary_content": 1, "too_large": 1, "empty_html": 2, "not_html": 1,
-                                       "empty_extraction": 1}
+    assert stats.dropped_by_reason == {
+        "binary_content": 1,
+        "too_large": 1,
+        "empty_html": 2,
+        "not_html": 1,
+        "empty_extraction": 1,
+    }
     assert stats.docs_kept == 1 and "Real words" in out.column("text")[0].as_py()
     assert out.column("title")[0].as_py() == "T"
 
@@ -87,7 +101,9 @@ def test_timeout_kills_the_page_not_the_worker():
     out, stats = run_map_stage(st, raw_batch([(big, "text/html")]))
     assert stats.errors_by_kind == {"timeout": 1}
     st.params.timeout_s = 30
-    page = b"<html><body><article><p>" + b"A sentence with enough words to keep. " * 30 + b"</p></article></body></html>"
+    page = (
+        b"<html><body><article><p>" + b"A sentence with enough words to keep. " * 30 + b"</p></article></body></html>"
+    )
     out, stats = run_map_stage(st, raw_batch([(page, "text/html")]))
     assert stats.docs_kept == 1
     st.worker.close()

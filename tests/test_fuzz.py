@@ -6,6 +6,7 @@ on Spark, and on Ray (an embedded Ray in a child process with its own temp dir, 
 must all be gone when it exits); all must give the exact counts by reason below, keep every good
 document, and balance every stage (in = kept + dropped + errored).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -59,9 +60,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def warc_record(html: bytes, url: str, status: bytes = b"HTTP/1.1 200 OK") -> bytes:
     """One gzip member holding a WARC response record."""
     http = status + b"\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(html) + html
-    head = (b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:%s>\r\nWARC-Target-URI: %s\r\n"
-            b"Content-Type: application/http; msgtype=response\r\nContent-Length: %d\r\n\r\n"
-            % (str(uuid.uuid5(uuid.NAMESPACE_URL, url)).encode(), url.encode(), len(http)))
+    head = (
+        b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:%s>\r\nWARC-Target-URI: %s\r\n"
+        b"Content-Type: application/http; msgtype=response\r\nContent-Length: %d\r\n\r\n"
+        % (str(uuid.uuid5(uuid.NAMESPACE_URL, url)).encode(), url.encode(), len(http))
+    )
     return gzip.compress(head + http + b"\r\n\r\n", mtime=0)
 
 
@@ -100,8 +103,10 @@ def cases(tmp_path_factory) -> dict:
     write_jsonl(jsonl / "good.jsonl", rows)
     expect_jsonl += [r["id"] for r in rows]
     kept = docs("typed-", 2)
-    write_jsonl(jsonl / "typed.jsonl", [{"id": "n1", "text": 17}, {"id": "n2", "text": ["a list"]},
-                                        {"id": "n3", "text": None}, *kept])
+    write_jsonl(
+        jsonl / "typed.jsonl",
+        [{"id": "n1", "text": 17}, {"id": "n2", "text": ["a list"]}, {"id": "n3", "text": None}, *kept],
+    )
     expect_jsonl += [r["id"] for r in kept]
     (jsonl / "not-gzip.jsonl.gz").write_text(json.dumps(next(good)) + "\n")
     rows = docs("cut-", 8)
@@ -116,8 +121,11 @@ def cases(tmp_path_factory) -> dict:
     (jsonl / "empty.jsonl").write_bytes(b"")
     bad_lines = ROOT / "tests" / "data" / "spine" / "bad-lines.jsonl"  # the bad lines that were always caught
     (jsonl / "bad-lines.jsonl").write_bytes(bad_lines.read_bytes())
-    expect_jsonl += [json.loads(line)["id"] for line in bad_lines.read_text(errors="replace").splitlines()
-                     if line.startswith('{"id"') and '"text"' in line]
+    expect_jsonl += [
+        json.loads(line)["id"]
+        for line in bad_lines.read_text(errors="replace").splitlines()
+        if line.startswith('{"id"') and '"text"' in line
+    ]
 
     parquet = base / "parquet"
     parquet.mkdir()
@@ -125,13 +133,16 @@ def cases(tmp_path_factory) -> dict:
     rows = docs("bin-", 5)
     values = [r["text"].encode() for r in rows]
     values[2] = values[2][:40] + b"\xff\xfe" + values[2][40:]
-    pq.write_table(pa.table({"id": [r["id"] for r in rows], "text": pa.array(values, pa.binary())}),
-                   parquet / "binary.parquet")
+    pq.write_table(
+        pa.table({"id": [r["id"] for r in rows], "text": pa.array(values, pa.binary())}), parquet / "binary.parquet"
+    )
     expect_parquet += [r["id"] for i, r in enumerate(rows) if i != 2]
     pq.write_table(pa.table({"id": ["i1", "i2", "i3"], "text": [1, 2, 3]}), parquet / "ints.parquet")
     rows = docs("null-", 3)
-    pq.write_table(pa.table({"id": [r["id"] for r in rows], "text": [rows[0]["text"], None, rows[2]["text"]]}),
-                   parquet / "nulls.parquet")
+    pq.write_table(
+        pa.table({"id": [r["id"] for r in rows], "text": [rows[0]["text"], None, rows[2]["text"]]}),
+        parquet / "nulls.parquet",
+    )
     expect_parquet += [rows[0]["id"], rows[2]["id"]]
     whole_file = parquet / "whole.parquet"
     pq.write_table(pa.table({"id": ["w"], "text": [next(good)]}), whole_file)
@@ -150,11 +161,27 @@ def cases(tmp_path_factory) -> dict:
     plain = warc_record(pages[3], "https://news.example/plain")
     (warc / "plain-named-gz.warc.gz").write_bytes(gzip.decompress(plain))
     return {
-        "jsonl": (jsonl, {"wrong_schema": 2, "missing_text": 2, "corrupt_stream": 1, "truncated_stream": 1,
-                          "empty_file": 1, "malformed_json": 1, "invalid_utf8": 1, "not_an_object": 1},
-                  {"too_large": 1}, expect_jsonl),
-        "parquet": (parquet, {"invalid_utf8": 1, "wrong_schema": 3, "missing_text": 1, "corrupt_parquet": 1},
-                    {}, expect_parquet),
+        "jsonl": (
+            jsonl,
+            {
+                "wrong_schema": 2,
+                "missing_text": 2,
+                "corrupt_stream": 1,
+                "truncated_stream": 1,
+                "empty_file": 1,
+                "malformed_json": 1,
+                "invalid_utf8": 1,
+                "not_an_object": 1,
+            },
+            {"too_large": 1},
+            expect_jsonl,
+        ),
+        "parquet": (
+            parquet,
+            {"invalid_utf8": 1, "wrong_schema": 3, "missing_text": 1, "corrupt_parquet": 1},
+            {},
+            expect_parquet,
+        ),
         # kept reads: 2 whole + 2 before the cut body + 1 before the cut member + 1 plain
         "warc": (warc, {"warc_truncated_record": 2, "http_decode_error": 1}, {}, 6),
     }
@@ -202,8 +229,15 @@ def ray_stats(cases, tmp_path_factory) -> dict:
     marker = uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="ray") as ray_tmp:  # short: Ray's socket paths are limited
         env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_DISABLE_USAGE_STATS": "1", MARKER: marker}
-        done = subprocess.run([sys.executable, "-c", script, json.dumps(jobs), str(base)], env=env,
-                              capture_output=True, text=True, timeout=600, start_new_session=True, cwd=base)
+        done = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(jobs), str(base)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            start_new_session=True,
+            cwd=base,
+        )
         survivors = _marked(f"{MARKER}={marker}")
     for pid in survivors:
         os.kill(pid, 9)
@@ -217,8 +251,9 @@ def ray_stats(cases, tmp_path_factory) -> dict:
 def test_runner_counts_every_bad_input(cases, fmt, runner, tmp_path, request):
     folder, errors, dropped, expect = cases[fmt]
     options = {"workers": 2} if runner == "local" else {"spark": request.getfixturevalue("spark")}
-    stats = [s.to_dict() for s in runners.run(load_job(job_file(folder, fmt)), tmp_path / "run", runner=runner,
-                                               **options)]
+    stats = [
+        s.to_dict() for s in runners.run(load_job(job_file(folder, fmt)), tmp_path / "run", runner=runner, **options)
+    ]
     check(stats, errors, dropped, expect, tmp_path / "run")
 
 
@@ -230,8 +265,9 @@ def test_ray_runner_counts_every_bad_input(cases, ray_stats, fmt):
 
 def test_huge_document_truncated_on_request(cases, tmp_path):
     folder = cases["jsonl"][0]
-    stats = runners.run(load_job(job_file(folder, "jsonl", oversize="truncate")), tmp_path / "run", runner="local",
-                        workers=1)
+    stats = runners.run(
+        load_job(job_file(folder, "jsonl", oversize="truncate")), tmp_path / "run", runner="local", workers=1
+    )
     assert stats[0].extra == {"truncated": 1} and "too_large" not in stats[0].dropped_by_reason
     docs = pq.read_table(tmp_path / "run" / "docs").to_pydict()
     huge = docs["text"][docs["id"].index("huge")]
@@ -246,8 +282,10 @@ def test_every_path_and_glob_must_match(cases, tmp_path):
         with pytest.raises(ConfigError, match="matches no file") as err:
             load_job(job)
         assert err.value.key == "input.paths" and missing in str(err.value)
-        job.write_text(f'input: {{paths: ["{good}", "{missing}"], format: jsonl, allow_missing: true}}\n'
-                       "stages: [{stage: normalize}]\n")
+        job.write_text(
+            f'input: {{paths: ["{good}", "{missing}"], format: jsonl, allow_missing: true}}\n'
+            "stages: [{stage: normalize}]\n"
+        )
         assert load_job(job).files == [str(good)]
 
 
@@ -277,14 +315,21 @@ def test_rerun_removes_what_an_interrupted_attempt_left(cases, tmp_path):
     job = load_job(job_file(cases["jsonl"][0], "jsonl"))
     run = tmp_path / "run"
     runners.run(job, run, runner="local", workers=1)
+
     def outputs() -> dict:  # statistics aside: they carry timings
-        return {p.relative_to(run): p.read_bytes() for p in run.rglob("*")
-                if p.is_file() and not {"_parts", "stats"} & set(p.relative_to(run).parts)}
+        return {
+            p.relative_to(run): p.read_bytes()
+            for p in run.rglob("*")
+            if p.is_file() and not {"_parts", "stats"} & set(p.relative_to(run).parts)
+        }
 
     before = outputs()
     # what a SIGKILL in the middle of atomic writes leaves: temporary files beside their targets
-    left = [run / "shards" / ".shard-000000-000000-000.arrow.0f.tmp", run / "docs" / ".part-000001-000000.parquet.1e.tmp",
-            run / "_done" / ".s0-000002.2d.tmp"]
+    left = [
+        run / "shards" / ".shard-000000-000000-000.arrow.0f.tmp",
+        run / "docs" / ".part-000001-000000.parquet.1e.tmp",
+        run / "_done" / ".s0-000002.2d.tmp",
+    ]
     for path in left:
         path.write_bytes(b"half written")
     (run / "_done" / "s1-000000").unlink()  # and one unit to redo

@@ -1,4 +1,5 @@
 """The langid stage on real sentences: accuracy, CJK script check, thresholds and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ SENTENCES = [json.loads(line) for line in (Path(__file__).parent / "data" / "web
 
 def batch_of(texts: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
-        [{"id": f"d{i}", "text": t, "url": None, "source": "test"} for i, t in enumerate(texts)])
+        [{"id": f"d{i}", "text": t, "url": None, "source": "test"} for i, t in enumerate(texts)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,13 @@ def test_newlines_do_not_change_the_answer(stage):
 def test_keep_list_threshold_and_empty():
     st = LangId(LangIdParams(languages=["en"], threshold=0.65))
     st.setup()
-    texts = ["The committee will publish its report next week.", "Der Ausschuss veröffentlicht seinen Bericht.",
-             "", "   \n ", "ok"]
+    texts = [
+        "The committee will publish its report next week.",
+        "Der Ausschuss veröffentlicht seinen Bericht.",
+        "",
+        "   \n ",
+        "ok",
+    ]
     out, stats = run_map_stage(st, batch_of(texts))
     assert out.column("text").to_pylist() == [texts[0]]
     assert stats.dropped_by_reason["empty_text"] == 2

@@ -1,5 +1,6 @@
 """The package layout: it must not shadow the standard library, and the packages import each
 other only down the layers (docs/architecture.md, "Layers")."""
+
 import ast
 import subprocess
 import sys
@@ -26,7 +27,9 @@ def test_tokenize_folder_has_no_init(root):
 
 def test_stdlib_tokenize_and_inspect_from_repo_root(root):
     code = "import tokenize, inspect, refinery.pipeline; print(tokenize.__file__); print(inspect.getsourcefile(tokenize.open))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
     stdlib = sysconfig.get_paths()["stdlib"]
     assert out[0].startswith(stdlib), out
     assert out[1].startswith(stdlib), out

@@ -1,5 +1,6 @@
 """TokenDataset / TokenLoader: coverage across ranks and workers, exact resumption, packing,
 document masking and checksum verification."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Shards read through pyarrow's S3 filesystem from a real S3-compatible server (moto) on
 127.0.0.1: same windows as from the local folder, and remote corruption is caught."""
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,9 @@ def test_remote_shards_give_the_local_windows(s3_endpoint, local_shards, tmp_pat
     got = [x["input_ids"] for x in remote]
     want = [x["input_ids"] for x in local]
     assert len(got) == len(want) > 20 and all(torch.equal(a, b) for a, b in zip(got, want))
-    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.arrow")) == sorted(p.name for p in local_shards.glob("*.arrow"))
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.arrow")) == sorted(
+        p.name for p in local_shards.glob("*.arrow")
+    )
     # Resume from the remote folder with DataLoader workers.
     loader = TokenLoader(TokenDataset(uri, 48, seed=4, cache_dir=tmp_path / "cache2"), batch_size=2, num_workers=2)
     loader.load_state_dict({**local.state_dict(), "epoch": 0, "consumed": 6})
@@ -70,7 +73,9 @@ def test_corrupted_remote_shard_is_rejected(s3_endpoint, local_shards, tmp_path)
     data[100] ^= 0x80
     victim.write_bytes(bytes(data))
     upload(s3_endpoint, "broken", broken, "shards")
-    ds = TokenDataset(f"s3://broken/shards?endpoint_override={s3_endpoint}&scheme=http", 48, shuffle=False, cache_dir=tmp_path / "c")
+    ds = TokenDataset(
+        f"s3://broken/shards?endpoint_override={s3_endpoint}&scheme=http", 48, shuffle=False, cache_dir=tmp_path / "c"
+    )
     with pytest.raises(ShardCorrupt, match="checksum"):
         next(iter(ds))
     assert not list((tmp_path / "c").rglob("shard-000000.arrow"))  # the bad copy is not kept

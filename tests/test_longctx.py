@@ -1,4 +1,5 @@
 """Long-context selection: n-gram cache LM, coherence score and the longctx stage."""
+
 from __future__ import annotations
 
 import random
@@ -41,7 +42,9 @@ def test_ngram_roundtrip(tmp_path, lm):
     small.save(tmp_path / "lm.npz")
     again = NgramLM.load(tmp_path / "lm.npz")
     probe = ["the state of our union is strong", "we will"]
-    assert np.allclose(small.score_segments(probe, [None, SPEECH[:500]]), again.score_segments(probe, [None, SPEECH[:500]]))
+    assert np.allclose(
+        small.score_segments(probe, [None, SPEECH[:500]]), again.score_segments(probe, [None, SPEECH[:500]])
+    )
 
 
 def test_real_document_more_coherent_than_its_shuffle(lm):
@@ -54,7 +57,9 @@ def test_real_document_more_coherent_than_its_shuffle(lm):
 
 
 def _batch(texts):
-    return pa.RecordBatch.from_pydict({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_string())})
+    return pa.RecordBatch.from_pydict(
+        {"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_string())}
+    )
 
 
 def test_stage_filter_and_annotate_modes():
@@ -80,4 +85,6 @@ def test_check_params(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         LongContext.check_params(LongCtxParams.model_validate({"scorer": {"path": "missing.npz"}}), tmp_path)
     with pytest.raises(ValueError, match="tokenizer"):
-        LongContext.check_params(LongCtxParams.model_validate({"scorer": {"kind": "internlm2", "path": str(tmp_path)}}), tmp_path)
+        LongContext.check_params(
+            LongCtxParams.model_validate({"scorer": {"kind": "internlm2", "path": str(tmp_path)}}), tmp_path
+        )

@@ -1,5 +1,6 @@
 """Weighted mixtures of shard folders: proportions by tokens, deterministic, exact resume mid-epoch
 and on another number of ranks."""
+
 from __future__ import annotations
 
 import itertools
@@ -90,8 +91,9 @@ def test_training_on_a_mixture_logs_tokens_per_source_and_resumes(folders, tmp_p
     from refinery.trainer.loop import train
 
     sources = [{"path": folders[0], "weight": 0.7, "name": "web"}, {"path": folders[1], "weight": 0.3, "name": "books"}]
-    conf = load_train_config(tiny_config(tmp_path, **{"data.sources": sources, "checkpoint.every": 3,
-                                                      "checkpoint.asynchronous": False}))
+    conf = load_train_config(
+        tiny_config(tmp_path, **{"data.sources": sources, "checkpoint.every": 3, "checkpoint.asynchronous": False})
+    )
     train(conf, None, tmp_path / "whole", max_steps=6)
     records = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]

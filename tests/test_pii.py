@@ -1,5 +1,6 @@
 """The `pii` stage: every kind found and replaced in real text, look-alikes left alone, nothing
 dropped, counts and before/after examples in the statistics, the same on every runner."""
+
 from __future__ import annotations
 
 import gzip
@@ -24,8 +25,14 @@ PAGES = Path(__file__).resolve().parent / "data" / "web" / "extracted.jsonl.gz"
 
 def batch(texts: list[str]) -> pa.RecordBatch:
     n = len(texts)
-    return pa.RecordBatch.from_pydict({"id": [f"d{i}" for i in range(n)], "text": pa.array(texts, pa.large_string()),
-                                       "url": [None] * n, "source": ["test"] * n})
+    return pa.RecordBatch.from_pydict(
+        {
+            "id": [f"d{i}" for i in range(n)],
+            "text": pa.array(texts, pa.large_string()),
+            "url": [None] * n,
+            "source": ["test"] * n,
+        }
+    )
 
 
 def run(texts: list[str], **params) -> tuple[list[str], list[int], object]:
@@ -97,8 +104,10 @@ def test_config_errors():
 @pytest.mark.parametrize("runner", ["local", "spark", "ray"])
 def test_runners_agree(runner, tmp_path, runner_options):
     rng = random.Random(11)
-    rows = [{"id": f"p{i}", "text": f"{t} Reach me at {pii_item(KINDS[i % 5], rng)} or {look_alike(rng)}."}
-            for i, t in enumerate(real_paragraphs(40))]
+    rows = [
+        {"id": f"p{i}", "text": f"{t} Reach me at {pii_item(KINDS[i % 5], rng)} or {look_alike(rng)}."}
+        for i, t in enumerate(real_paragraphs(40))
+    ]
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     job = validate({"input": {"paths": [str(data)], "format": "jsonl"}, "stages": [{"stage": "pii"}]})

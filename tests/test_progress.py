@@ -1,4 +1,5 @@
 """The progress line of a run caught half way: units, documents, share done, ETA, slowest stage."""
+
 from __future__ import annotations
 
 import gzip
@@ -27,9 +28,16 @@ def finished(tmp_path_factory):
     (tmp / "a.jsonl").write_text("\n".join(lines[:150]) + "\n")
     with gzip.open(tmp / "b.jsonl.gz", "wt") as fh:
         fh.write("\n".join(lines[150:]) + "\n")
-    job = validate({"input": {"paths": [str(tmp / "a.jsonl"), str(tmp / "b.jsonl.gz")], "format": "jsonl",
-                              "batch_bytes": 50_000},
-                    "stages": [{"stage": "normalize"}, {"stage": "rules"}]})
+    job = validate(
+        {
+            "input": {
+                "paths": [str(tmp / "a.jsonl"), str(tmp / "b.jsonl.gz")],
+                "format": "jsonl",
+                "batch_bytes": 50_000,
+            },
+            "stages": [{"stage": "normalize"}, {"stage": "rules"}],
+        }
+    )
     runners.run(job, tmp / "run", runner="local", workers=1)
     return tmp, job.files
 
@@ -49,10 +57,14 @@ def test_a_run_half_way(finished, tmp_path):
     assert sizes == {0: Path(files[0]).stat().st_size, 1: Path(files[1]).stat().st_size}
     line = Progress(run, 0, "read", units, sizes).line()
 
-    parts = {stage: [json.loads(p.read_text()) for p in sorted((run_dir / "_parts" / stage).glob("s0-*.json"))]
-             for stage in ("read", "normalize", "rules")}
-    read = {u: sum(json.loads(p.read_text())["bytes_in"] for p in (run_dir / "_parts" / "read").glob(f"s0-00000{u}-*.json"))
-            for u in (0, 1)}
+    parts = {
+        stage: [json.loads(p.read_text()) for p in sorted((run_dir / "_parts" / stage).glob("s0-*.json"))]
+        for stage in ("read", "normalize", "rules")
+    }
+    read = {
+        u: sum(json.loads(p.read_text())["bytes_in"] for p in (run_dir / "_parts" / "read").glob(f"s0-00000{u}-*.json"))
+        for u in (0, 1)
+    }
     done = (sizes[0] + min(sizes[1], read[1] * sizes[0] / read[0])) / (sizes[0] + sizes[1])
     docs = sum(p["docs_in"] for p in parts["read"])
     seconds = {stage: sum(p["seconds"] for p in found) for stage, found in parts.items()}
@@ -72,7 +84,8 @@ def test_a_run_half_way(finished, tmp_path):
 
 def test_a_finished_segment_and_durations(finished):
     tmp, files = finished
-    line = Progress(RunDir(tmp / "run"), 0, "read", dict(enumerate(files)),
-                    dict(enumerate(file_sizes(files).values()))).line()
+    line = Progress(
+        RunDir(tmp / "run"), 0, "read", dict(enumerate(files)), dict(enumerate(file_sizes(files).values()))
+    ).line()
     assert re.match(r"2/2 units, 300 docs, .* MB/s, 100% done; slowest stage: \w+ \(\d+% of stage time\)$", line), line
     assert [duration(s) for s in (5, 75, 7322)] == ["5s", "1m15s", "2h02m"]

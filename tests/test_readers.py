@@ -1,4 +1,5 @@
 """Readers stream every supported format and count every bad record under a named kind."""
+
 import pyarrow as pa
 import pytest
 
@@ -17,7 +18,9 @@ def read_all(path, fmt, **kw):
     return table, stats
 
 
-@pytest.mark.parametrize("name", ["inaugural-a.jsonl", "inaugural-b.jsonl.gz", "inaugural-c.jsonl.zst", "inaugural-d.parquet"])
+@pytest.mark.parametrize(
+    "name", ["inaugural-a.jsonl", "inaugural-b.jsonl.gz", "inaugural-c.jsonl.zst", "inaugural-d.parquet"]
+)
 def test_text_formats_read_every_document(spine_data, name):
     table, stats = read_all(spine_data / name, "parquet" if name.endswith("parquet") else "jsonl")
     assert table.num_rows == 300 == stats.docs_kept

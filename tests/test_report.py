@@ -1,4 +1,5 @@
 """The HTML report as a browser shows it, hostile document text included, and live (partial) statistics."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,16 @@ stages:
 """
 
 HOSTILE = [
-    {"id": "<img src=x onerror=alert(1)>", "text": "<script>document.title='pwned'</script> short", "url": "javascript:alert(2)"},
-    {"id": "evil-2", "text": "</pre></div><script>alert(3)</script>", "url": "https://x.test/\"><script>alert(4)</script>"},
+    {
+        "id": "<img src=x onerror=alert(1)>",
+        "text": "<script>document.title='pwned'</script> short",
+        "url": "javascript:alert(2)",
+    },
+    {
+        "id": "evil-2",
+        "text": "</pre></div><script>alert(3)</script>",
+        "url": 'https://x.test/"><script>alert(4)</script>',
+    },
 ]
 
 
@@ -39,9 +48,23 @@ def browser() -> str:
 
 def chromium(tmp_path, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         *args], capture_output=True, text=True, timeout=120, check=True)
+        [
+            browser(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,4 +152,4 @@ def test_live_statistics_while_a_job_runs(run_dir, tmp_path, capsys):
     assert cli(["report", str(live)]) == 0
     assert "partial" in capsys.readouterr().out
     page = (live / "stats" / "report.html").read_text()
-    assert 'id="partial"' in page and "length <span class=\"muted\">(partial)</span>" in page
+    assert 'id="partial"' in page and 'length <span class="muted">(partial)</span>' in page

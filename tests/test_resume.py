@@ -1,4 +1,5 @@
 """A run killed with SIGKILL halfway and run again ends identical to an uninterrupted run."""
+
 import json
 import os
 import signal
@@ -22,8 +23,11 @@ def make_inputs(folder, spine_data):
 
 
 def run_cli(conf, out):
-    return subprocess.Popen([sys.executable, "-m", "refinery.pipeline.cli", "run", str(conf), "--out", str(out), "--runner", "local"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "refinery.pipeline.cli", "run", str(conf), "--out", str(out), "--runner", "local"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def snapshot(run_dir):
@@ -39,8 +43,10 @@ def snapshot(run_dir):
 def test_sigkill_then_rerun_matches_uninterrupted(tmp_path, spine_data):
     make_inputs(tmp_path, spine_data)
     conf = tmp_path / "job.yaml"
-    conf.write_text(f"input: {{paths: ['{tmp_path}/in-*.jsonl'], format: jsonl}}\nworkers: 1\n"
-                    "stages:\n  - {stage: normalize}\n  - {stage: length, min_words: 20}\n")
+    conf.write_text(
+        f"input: {{paths: ['{tmp_path}/in-*.jsonl'], format: jsonl}}\nworkers: 1\n"
+        "stages:\n  - {stage: normalize}\n  - {stage: length, min_words: 20}\n"
+    )
     killed = tmp_path / "killed"
     proc = run_cli(conf, killed)
     done = killed / "_done"

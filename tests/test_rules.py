@@ -1,4 +1,5 @@
 """The rules stage: each family on real extracted pages and on crafted edge cases."""
+
 from __future__ import annotations
 
 import gzip
@@ -13,8 +14,10 @@ from refinery.pipeline.stage import run_map_stage
 from refinery.stages.rules import Rules, RulesParams, rule_names
 from refinery.stages.words import cjk_documents, code_points, split_words
 
-PAGES = {json.loads(line)["id"]: json.loads(line)
-         for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")}
+PAGES = {
+    json.loads(line)["id"]: json.loads(line)
+    for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")
+}
 
 
 def batch_of(texts, langs=None) -> pa.RecordBatch:
@@ -32,7 +35,22 @@ def failed_rules(stage: Rules, texts: list[str], lang: str | None = None) -> lis
 
 def test_word_splitting():
     assert split_words("Don't stop... the well-known U.S. team (e.g. 3.5%)") == [
-        "Don", "'t", "stop", "...", "the", "well", "-", "known", "U.S.", "team", "(", "e.g.", "3.5", "%", ")"]
+        "Don",
+        "'t",
+        "stop",
+        "...",
+        "the",
+        "well",
+        "-",
+        "known",
+        "U.S.",
+        "team",
+        "(",
+        "e.g.",
+        "3.5",
+        "%",
+        ")",
+    ]
     assert split_words("中文测试。", cjk=True) == ["中", "文", "测", "试", "。"]
     texts = pa.array(["这是一个中文句子，没有空格。", "An English sentence.", "Anything", "这是中文", "中文"])
     assert cjk_documents(*code_points(texts), None)[:2].tolist() == [True, False]
@@ -54,8 +72,10 @@ def test_real_pages_funnel():
 
 def test_each_family_fires():
     st = Rules(RulesParams(c4_paragraph={}, c4_badwords={}))
-    prose = ("The committee met on Monday to discuss the budget, and the members agreed that the plan "
-             "should be published with all of the figures. ") * 3
+    prose = (
+        "The committee met on Monday to discuss the budget, and the members agreed that the plan "
+        "should be published with all of the figures. "
+    ) * 3
     cases = {
         "gopher_too_few_words": "Too short to be a document.",
         "gopher_dup_line_frac": "\n".join(["Buy now and save big on everything."] * 40),
@@ -87,8 +107,16 @@ def test_bad_documents_are_counted():
 
 
 def test_remove_lines_rewrites_to_kept_lines():
-    st = Rules(RulesParams(c4_quality={"remove_lines": True}, gopher_quality=None, gopher_repetition=None,
-                           fineweb_quality=None, internlm2=None, c4_badwords=None))
+    st = Rules(
+        RulesParams(
+            c4_quality={"remove_lines": True},
+            gopher_quality=None,
+            gopher_repetition=None,
+            fineweb_quality=None,
+            internlm2=None,
+            c4_badwords=None,
+        )
+    )
     lines = [f"This is sentence number {i} of a long and proper paragraph." for i in range(6)]
     text = "\n".join(lines[:3] + ["Share on Facebook", "We use cookies to improve this site."] + lines[3:])
     out, _ = run_map_stage(st, batch_of([text]))

@@ -14,6 +14,7 @@ different number of words or sentences:
 - FineWeb list ratio: Chinese pages judged as English, where runs of Han characters are words
   and the two splitters cut them at different punctuation.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,9 +30,18 @@ from datatrove.data import Document  # noqa: E402
 
 from refinery.stages.rules import Rules, RulesParams  # noqa: E402
 
-PAGES = [json.loads(line) for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")][::3]
-FAMILIES = ("gopher_quality", "gopher_repetition", "c4_quality", "c4_paragraph", "c4_badwords", "fineweb_quality",
-            "internlm2")
+PAGES = [json.loads(line) for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")][
+    ::3
+]
+FAMILIES = (
+    "gopher_quality",
+    "gopher_repetition",
+    "c4_quality",
+    "c4_paragraph",
+    "c4_badwords",
+    "fineweb_quality",
+    "internlm2",
+)
 PEERS = {
     "gopher_quality": filters.GopherQualityFilter,
     "gopher_repetition": filters.GopherRepetitionFilter,

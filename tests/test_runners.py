@@ -1,4 +1,5 @@
 """The same job gives the same kept documents and complete statistics on every runner."""
+
 import json
 import sys
 
@@ -39,7 +40,9 @@ class FirstOfText(GlobalStage):
     def _resolve(table):
         firsts = table.group_by("key").aggregate([("id", "min")]).rename_columns(["key", "dup_of"])
         joined = table.join(firsts, "key").select(["id", "dup_of"])
-        reason = pc.if_else(pc.equal(joined.column("id"), joined.column("dup_of")), pa.scalar(None, pa.string()), "duplicate")
+        reason = pc.if_else(
+            pc.equal(joined.column("id"), joined.column("dup_of")), pa.scalar(None, pa.string()), "duplicate"
+        )
         return pa.table({"id": joined.column("id"), "reason": reason, "dup_of": joined.column("dup_of")})
 
     def resolve_local(self, signatures):
@@ -85,14 +88,31 @@ def test_local_run_statistics_and_cli(job_file, tmp_path, capsys):
     assert "normalize" in capsys.readouterr().out
     stats = stats_json(run_dir, capsys)
     assert [s["stage"] for s in stats] == ["read", "normalize", "length", "long_docs"]
-    for key in ("stage", "docs_in", "docs_kept", "docs_dropped", "docs_errored", "bytes_in", "bytes_kept",
-                "dropped_by_reason", "errors_by_kind", "histograms", "examples"):
+    for key in (
+        "stage",
+        "docs_in",
+        "docs_kept",
+        "docs_dropped",
+        "docs_errored",
+        "bytes_in",
+        "bytes_kept",
+        "dropped_by_reason",
+        "errors_by_kind",
+        "histograms",
+        "examples",
+    ):
         assert key in stats[0]
     check_invariants(stats)
     read = stats[0]
     # the truncated gzip ends inside a line: that cut line is the record `truncated_stream` counts
-    assert read["errors_by_kind"] == {"empty_file": 1, "invalid_utf8": 1, "malformed_json": 1, "missing_text": 1,
-                                      "not_an_object": 1, "truncated_stream": 1}
+    assert read["errors_by_kind"] == {
+        "empty_file": 1,
+        "invalid_utf8": 1,
+        "malformed_json": 1,
+        "missing_text": 1,
+        "not_an_object": 1,
+        "truncated_stream": 1,
+    }
     assert stats[2]["dropped_by_reason"]["too_few_words"] > 0
     assert sum(stats[2]["histograms"]["n_words"]["counts"]) == stats[2]["docs_in"]
     docs = kept_docs(run_dir)
@@ -116,8 +136,10 @@ def test_local_run_statistics_and_cli(job_file, tmp_path, capsys):
 def test_all_runners_keep_identical_documents_and_stats(job_file, tmp_path, ray_local, spark):
     job = load_job(job_file)
     local = runners.run(job, tmp_path / "local", runner="local", workers=2)
-    others = {"ray": runners.run(job, tmp_path / "ray", runner="ray"),
-              "spark": runners.run(job, tmp_path / "spark", runner="spark", spark=spark)}
+    others = {
+        "ray": runners.run(job, tmp_path / "ray", runner="ray"),
+        "spark": runners.run(job, tmp_path / "spark", runner="spark", spark=spark),
+    }
     for name, stats in others.items():
         assert kept_docs(tmp_path / "local").equals(kept_docs(tmp_path / name)), name
         assert routed(tmp_path / "local").equals(routed(tmp_path / name)), name
@@ -136,11 +158,13 @@ def test_global_stage_hook_on_all_runners(tmp_path, monkeypatch, ray_local, spar
     pyspark.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     texts = [f"paragraph number {i % 7} with enough words to pass" for i in range(40)]
     for k in range(3):
-        (tmp_path / f"in{k}.jsonl").write_text("".join(json.dumps({"id": f"{k}-{i:02d}", "text": t}) + "\n"
-                                                       for i, t in enumerate(texts[k::3])))
+        (tmp_path / f"in{k}.jsonl").write_text(
+            "".join(json.dumps({"id": f"{k}-{i:02d}", "text": t}) + "\n" for i, t in enumerate(texts[k::3]))
+        )
     (tmp_path / "job.yaml").write_text(
         f"input: {{paths: ['{tmp_path}/in*.jsonl'], format: jsonl}}\n"
-        "stages:\n  - {stage: normalize}\n  - {stage: first_of_text}\n  - {stage: length, min_words: 3}\n")
+        "stages:\n  - {stage: normalize}\n  - {stage: first_of_text}\n  - {stage: length, min_words: 3}\n"
+    )
     job = load_job(tmp_path / "job.yaml")
     stats = runners.run(job, tmp_path / "local", runner="local", workers=1)
     runners.run(job, tmp_path / "ray", runner="ray")

@@ -1,4 +1,5 @@
 """A real Ray head on 127.0.0.1 with token authentication: submit, follow and inspect a job."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,9 @@ def test_submit_wait_and_statistics(head, job_file, tmp_path, capsys, monkeypatc
     job_id = last_line(capsys)
     assert job_id.startswith("raysubmit_")
 
-    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(JOB_TIMEOUT)]) == 0, \
-        service.client(head.address, str(head.token_file)).get_job_logs(job_id)[-3000:]
+    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(JOB_TIMEOUT)]) == 0, service.client(
+        head.address, str(head.token_file)
+    ).get_job_logs(job_id)[-3000:]
     assert last_line(capsys) == "SUCCEEDED"
     assert cli(["jobs", "status", job_id, *conn]) == 0
     assert last_line(capsys) == "SUCCEEDED"
@@ -116,11 +118,14 @@ def test_shipped_code_imports_from_its_own_copy(tmp_path):
     assert (staged / "pipeline" / "__init__.py").is_file()
     assert not (staged / "tokenize" / "__init__.py").exists()
     assert not list(staged.rglob("__pycache__"))
-    probe = ("import refinery.pipeline.cli as c, refinery.stages.langid as l, tokenize, inspect;"
-             "print(c.__file__); print(l.DEFAULT_MODEL.is_file()); print(tokenize.__file__)")
+    probe = (
+        "import refinery.pipeline.cli as c, refinery.stages.langid as l, tokenize, inspect;"
+        "print(c.__file__); print(l.DEFAULT_MODEL.is_file()); print(tokenize.__file__)"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert out[0].startswith(str(staged))
     assert out[1] == "True"
     assert "refinery" not in out[2]
@@ -132,7 +137,8 @@ def test_config_paths_are_made_portable(job_file, tmp_path):
     (tmp_path / "other.yaml").write_text(
         "input: {paths: ['s3://bucket/*.jsonl', '/abs/x.jsonl', 'missing/*.jsonl'], format: jsonl}\n"
         "output: somewhere\nstages:\n  - {stage: langid, model: models/lid.176.ftz, languages: [en]}\n"
-        "  - {stage: classify, classifiers: {q: {path: data/x.ftz}}}\n")
+        "  - {stage: classify, classifiers: {q: {path: data/x.ftz}}}\n"
+    )
     data = service.portable_config(tmp_path / "other.yaml", ship_code=True)
     assert data["input"]["paths"] == ["s3://bucket/*.jsonl", "/abs/x.jsonl", "missing/*.jsonl"]
     assert "output" not in data
@@ -169,13 +175,26 @@ def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys, monke
     conn = ["--address", head.address, "--token-file", str(head.token_file)]
     assert cli(["submit", str(root / "conf" / "demo.yaml"), "--out", str(run_dir), *conn]) == 0
     job_id = last_line(capsys)
-    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(3 * JOB_TIMEOUT)]) == 0, \
-        service.client(head.address, str(head.token_file)).get_job_logs(job_id)[-3000:]
+    assert cli(["jobs", "status", job_id, *conn, "--wait", "--timeout", str(3 * JOB_TIMEOUT)]) == 0, service.client(
+        head.address, str(head.token_file)
+    ).get_job_logs(job_id)[-3000:]
 
     stats = load_stats(run_dir)
     names = [s["stage"] for s in stats]
-    assert names == ["read", "extract", "langid", "langid_scores", "normalize", "rules", "pii", "dedup",
-                     "decontaminate", "classify", "longctx", "tokenize"]
+    assert names == [
+        "read",
+        "extract",
+        "langid",
+        "langid_scores",
+        "normalize",
+        "rules",
+        "pii",
+        "dedup",
+        "decontaminate",
+        "classify",
+        "longctx",
+        "tokenize",
+    ]
     check_invariants(stats)
     assert stats[-1]["docs_kept"] > 10
     manifest = (run_dir / "shards" / "manifest.json").read_text()
@@ -185,8 +204,21 @@ def test_demo_end_to_end_submit_train_report(head, root, tmp_path, capsys, monke
     assert min(len(t) for t in selected.column("text").to_pylist()) >= 4096
 
     train_dir = tmp_path / "train"
-    assert cli(["train", str(root / "conf" / "train" / "tiny.yaml"), "--data", str(run_dir / "shards"),
-                "--out", str(train_dir), "--max-steps", "4"]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                str(root / "conf" / "train" / "tiny.yaml"),
+                "--data",
+                str(run_dir / "shards"),
+                "--out",
+                str(train_dir),
+                "--max-steps",
+                "4",
+            ]
+        )
+        == 0
+    )
     steps = [line for line in (train_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(steps) == 4
     # The shipped evaluation suite scores that checkpoint (it names the demo's run as runs/demo).

@@ -1,5 +1,6 @@
 """The Spark runner on a standalone Spark master and worker started on 127.0.0.1 keeps the same
 documents as the local runner."""
+
 from __future__ import annotations
 
 import os
@@ -35,23 +36,49 @@ def spark_class(*args: str, log: Path) -> subprocess.Popen:
 
     home = Path(pyspark.__file__).parent
     env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
-    return subprocess.Popen([str(home / "bin" / "spark-class"), *args], env=env, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(home / "bin" / "spark-class"), *args],
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
     logs = tmp_path_factory.mktemp("spark-standalone")
     port, ui, worker_ui = free_port(), free_port(), free_port()
-    master = spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                         "--webui-port", str(ui), log=logs / "master.log")
-    worker = spark_class("org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}", "--host", "127.0.0.1",
-                         "--cores", "2", "--memory", "2g", "--webui-port", str(worker_ui), "--work-dir",
-                         str(logs / "work"), log=logs / "worker.log")
+    master = spark_class(
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        str(ui),
+        log=logs / "master.log",
+    )
+    worker = spark_class(
+        "org.apache.spark.deploy.worker.Worker",
+        f"spark://127.0.0.1:{port}",
+        "--host",
+        "127.0.0.1",
+        "--cores",
+        "2",
+        "--memory",
+        "2g",
+        "--webui-port",
+        str(worker_ui),
+        "--work-dir",
+        str(logs / "work"),
+        log=logs / "worker.log",
+    )
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and not (listening(port) and "Successfully registered" in
-                                                   (logs / "worker.log").read_text(errors="replace")):
+        while time.monotonic() < deadline and not (
+            listening(port) and "Successfully registered" in (logs / "worker.log").read_text(errors="replace")
+        ):
             time.sleep(0.5)
         if not listening(port):
             pytest.fail("Spark master did not start:\n" + (logs / "master.log").read_text(errors="replace")[-2000:])
@@ -69,10 +96,25 @@ def test_spark_standalone_cluster_keeps_what_local_keeps(standalone, spine_data,
     conf.write_text(
         f"input: {{paths: ['{spine_data}/*.jsonl*'], format: jsonl, batch_bytes: 50000}}\n"
         f"spark: {{master: '{master}', conf: {{spark.executor.memory: 1g, spark.sql.shuffle.partitions: '4'}}}}\n"
-        "stages:\n  - {stage: normalize}\n  - {stage: length, min_words: 12}\n")
+        "stages:\n  - {stage: normalize}\n  - {stage: length, min_words: 12}\n"
+    )
     # its own process: one Spark context per process, and the test session may hold a local one
-    done = subprocess.run([sys.executable, "-m", "refinery.pipeline.cli", "run", str(conf), "--out",
-                           str(tmp_path / "spark"), "--runner", "spark"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "refinery.pipeline.cli",
+            "run",
+            str(conf),
+            "--out",
+            str(tmp_path / "spark"),
+            "--runner",
+            "spark",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "length" in done.stdout
     assert list(work_dir.glob("app-*")), "no application ran on the standalone worker"

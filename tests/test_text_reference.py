@@ -2,6 +2,7 @@
 normalize gives the same text; the compiled rules give the same word tokens, the same failed
 rules in the same order and the same C4-reduced text; on every real page of the fixture and on
 generated edge cases, with every rule family on."""
+
 from __future__ import annotations
 
 import gzip
@@ -17,29 +18,168 @@ from refinery.stages.normalize import Normalize, NormalizeParams
 from refinery.stages.rules import Rules, RulesParams
 from refinery.stages.words import split_words
 
-PAGES = [json.loads(line)["text"] for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")]
+PAGES = [
+    json.loads(line)["text"] for line in gzip.open(Path(__file__).parent / "data" / "web" / "extracted.jsonl.gz", "rt")
+]
 LANGS = [None, "en", "zh", "ja", "de", "ar", ""]
 # Pieces that exercise every alternative of the word pattern and every character class the rules use.
-PIECES = ["http://a.b/c).", "https://x.org/p?q=1,", "www.foo.com", "www.", "http://", "a@b.co", "x.y+z@d-e.f.g.", "@",
-          ".@x.y", "U.S.", "e.g.", "A.B", "Mr.", "Mrs.", "Sept.", "St", "vs.", "Im", "cannot", "Cannot", "gonna", "gotta",
-          "wanna", "'s", "'S", "'ſ", "'re", "’ll", "'t's", "don't", "rock'n'roll", "3.5", "1,000", "24/7", "10:30",
-          "Covid-19", "a-", "b/", "well-known", "...", "…", "--", "-", "—", "#", "•", "- item", "====", "·····", "=" * 25,
-          "中文", "测试。", "日本語の", "カタカナ", "！", "？", "。。", "」", "』", "”", "’", "שלום", "مرحبا", "עברית.", "١٢٣",
-          "〇", "Ⅻ", "²", "½", "İstanbul", "\u212a", "ß", "ﬆ", "e\u0301", "\ufffd", "\x00", "\x07", "\x1f", "\x7f", "[1]", "[]",
-          "[edit]", "[citation needed]", "[12a]", "[١]", "{", "lorem ipsum", "LOREM IPSUM", "JavaScript", "javascr\u0130pt",
-          "privacy policy", "coo\u212aies", "the", "of", "and", "that", "with", "porn", "Dick", "!", "?", ".", '"', ")", "(",
-          "%", "😀", "👍🏽", "\u200d", "\u00ad", "sentence", "quick brown fox"]
-SPACES = [" ", " ", " ", "  ", "\n", "\n", "\n\n", "\t", "\r\n", "\r", "\x0b", "\x0c", "\x1c", "\x1e", "\x1f", "\x85",
-          "\u2028", "\u3000", "\xa0", "\u2009", "\u200b", ""]
+PIECES = [
+    "http://a.b/c).",
+    "https://x.org/p?q=1,",
+    "www.foo.com",
+    "www.",
+    "http://",
+    "a@b.co",
+    "x.y+z@d-e.f.g.",
+    "@",
+    ".@x.y",
+    "U.S.",
+    "e.g.",
+    "A.B",
+    "Mr.",
+    "Mrs.",
+    "Sept.",
+    "St",
+    "vs.",
+    "Im",
+    "cannot",
+    "Cannot",
+    "gonna",
+    "gotta",
+    "wanna",
+    "'s",
+    "'S",
+    "'ſ",
+    "'re",
+    "’ll",
+    "'t's",
+    "don't",
+    "rock'n'roll",
+    "3.5",
+    "1,000",
+    "24/7",
+    "10:30",
+    "Covid-19",
+    "a-",
+    "b/",
+    "well-known",
+    "...",
+    "…",
+    "--",
+    "-",
+    "—",
+    "#",
+    "•",
+    "- item",
+    "====",
+    "·····",
+    "=" * 25,
+    "中文",
+    "测试。",
+    "日本語の",
+    "カタカナ",
+    "！",
+    "？",
+    "。。",
+    "」",
+    "』",
+    "”",
+    "’",
+    "שלום",
+    "مرحبا",
+    "עברית.",
+    "١٢٣",
+    "〇",
+    "Ⅻ",
+    "²",
+    "½",
+    "İstanbul",
+    "\u212a",
+    "ß",
+    "ﬆ",
+    "e\u0301",
+    "\ufffd",
+    "\x00",
+    "\x07",
+    "\x1f",
+    "\x7f",
+    "[1]",
+    "[]",
+    "[edit]",
+    "[citation needed]",
+    "[12a]",
+    "[١]",
+    "{",
+    "lorem ipsum",
+    "LOREM IPSUM",
+    "JavaScript",
+    "javascr\u0130pt",
+    "privacy policy",
+    "coo\u212aies",
+    "the",
+    "of",
+    "and",
+    "that",
+    "with",
+    "porn",
+    "Dick",
+    "!",
+    "?",
+    ".",
+    '"',
+    ")",
+    "(",
+    "%",
+    "😀",
+    "👍🏽",
+    "\u200d",
+    "\u00ad",
+    "sentence",
+    "quick brown fox",
+]
+SPACES = [
+    " ",
+    " ",
+    " ",
+    "  ",
+    "\n",
+    "\n",
+    "\n\n",
+    "\t",
+    "\r\n",
+    "\r",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x1e",
+    "\x1f",
+    "\x85",
+    "\u2028",
+    "\u3000",
+    "\xa0",
+    "\u2009",
+    "\u200b",
+    "",
+]
 
 
 def generated(n: int, seed: int = 0) -> list[str]:
     """Edge cases, then random mixtures of the pieces and slices of real pages."""
     rng = random.Random(seed)
-    docs = ["", " \n\t ", "。。。，，！？、", "!!!...???---", "!?" * 500, "x" * 300_000, ("word " * 20_000).strip(),
-            b"broken \xed\xa0\x80 surrogate \xf0\x9f".decode("utf-8", "replace") * 50,
-            "مرحبا بالعالم. هذه جملة عربية طويلة بما يكفي.\n" * 30, "שלום עולם. זה משפט בעברית.\n" * 30,
-            "这是一个很长的中文段落，没有空格。" * 200, "これは日本語の文章です。" * 100]
+    docs = [
+        "",
+        " \n\t ",
+        "。。。，，！？、",
+        "!!!...???---",
+        "!?" * 500,
+        "x" * 300_000,
+        ("word " * 20_000).strip(),
+        b"broken \xed\xa0\x80 surrogate \xf0\x9f".decode("utf-8", "replace") * 50,
+        "مرحبا بالعالم. هذه جملة عربية طويلة بما يكفي.\n" * 30,
+        "שלום עולם. זה משפט בעברית.\n" * 30,
+        "这是一个很长的中文段落，没有空格。" * 200,
+        "これは日本語の文章です。" * 100,
+    ]
     while len(docs) < n:
         if rng.random() < 0.2:
             page = rng.choice(PAGES)
@@ -72,15 +212,24 @@ def expected(params: RulesParams, texts: list[str], langs: list[str | None] | No
 
 ALL_FAMILIES = RulesParams(c4_paragraph={}, c4_badwords={})
 # Thresholds moved so that rules that rarely fire on real pages fire often, and C4 rewrites pages.
-MOVED = RulesParams(c4_paragraph={"min_paragraphs": 2, "min_paragraph_length": 40}, c4_badwords={},
-                    c4_quality={"remove_lines": True, "filter_no_terminal_punct": False, "min_num_sentences": 1,
-                                "max_word_length": 12},
-                    gopher_quality={"min_doc_words": 3, "stop_words": ["the", "of", "the"], "min_stop_words": 1,
-                                    "max_avg_word_length": None},
-                    gopher_repetition={"top_n_grams": [(1, 0.1), (2, 0.05)], "dup_n_grams": [(2, 0.05), (3, 0.01)],
-                                       "dup_line_frac": None},
-                    fineweb_quality={"stop_chars": [".", "!?", "。"], "line_punct_exclude_zero": True},
-                    internlm2={"min_lines_for_ratios": 2, "max_separator_runs": 0})
+MOVED = RulesParams(
+    c4_paragraph={"min_paragraphs": 2, "min_paragraph_length": 40},
+    c4_badwords={},
+    c4_quality={"remove_lines": True, "filter_no_terminal_punct": False, "min_num_sentences": 1, "max_word_length": 12},
+    gopher_quality={
+        "min_doc_words": 3,
+        "stop_words": ["the", "of", "the"],
+        "min_stop_words": 1,
+        "max_avg_word_length": None,
+    },
+    gopher_repetition={
+        "top_n_grams": [(1, 0.1), (2, 0.05)],
+        "dup_n_grams": [(2, 0.05), (3, 0.01)],
+        "dup_line_frac": None,
+    },
+    fineweb_quality={"stop_chars": [".", "!?", "。"], "line_punct_exclude_zero": True},
+    internlm2={"min_lines_for_ratios": 2, "max_separator_runs": 0},
+)
 
 
 @pytest.mark.parametrize("cjk", [False, True])

@@ -1,4 +1,5 @@
 """Tokenizer training and loading, the `tokenize` stage, and the shard writer."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,9 @@ def load_docs() -> list[dict]:
 def doc_batch(docs: list[dict]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
         [{"id": d["id"], "text": d["text"], "url": None, "source": d["source"]} for d in docs],
-        schema=pa.schema([("id", pa.string()), ("text", pa.large_string()), ("url", pa.string()), ("source", pa.string())]),
+        schema=pa.schema(
+            [("id", pa.string()), ("text", pa.large_string()), ("url", pa.string()), ("source", pa.string())]
+        ),
     )
 
 
@@ -98,7 +101,9 @@ def test_train_cli_from_config(tmp_path, capsys):
 
 
 def test_train_cli_reports_missing_input(tmp_path, capsys):
-    code = cli.main(["tokenizer", "train", "--input", str(tmp_path / "nope.txt"), "--output", str(tmp_path / "x.model")])
+    code = cli.main(
+        ["tokenizer", "train", "--input", str(tmp_path / "nope.txt"), "--output", str(tmp_path / "x.model")]
+    )
     assert code == 2 and "nope.txt" in capsys.readouterr().err
 
 
@@ -127,13 +132,34 @@ def test_stage_config_resolves_model_path(tmp_path, monkeypatch):
     conf.mkdir()
     (conf / "tok.model").write_bytes(MODEL.read_bytes())
     (tmp_path / "in.jsonl").write_text(DOCS.read_text())
-    job = validate({"input": {"paths": ["../in.jsonl"], "format": "jsonl"}, "stages": [{"stage": "tokenize", "tokenizer": "tok.model"}]}, "job.yaml", conf)
+    job = validate(
+        {
+            "input": {"paths": ["../in.jsonl"], "format": "jsonl"},
+            "stages": [{"stage": "tokenize", "tokenizer": "tok.model"}],
+        },
+        "job.yaml",
+        conf,
+    )
     assert Path(job.stages[0].params.tokenizer) == (conf / "tok.model").resolve()
     monkeypatch.chdir(ROOT)
-    job = validate({"input": {"paths": [str(DOCS)], "format": "jsonl"}, "stages": [{"stage": "tokenize", "tokenizer": "models/tokenizer/refinery-demo-8k.model"}]}, "job.yaml", conf)
+    job = validate(
+        {
+            "input": {"paths": [str(DOCS)], "format": "jsonl"},
+            "stages": [{"stage": "tokenize", "tokenizer": "models/tokenizer/refinery-demo-8k.model"}],
+        },
+        "job.yaml",
+        conf,
+    )
     assert Path(job.stages[0].params.tokenizer) == MODEL
     with pytest.raises(ConfigError, match=r"stages\[0\].*no model file"):
-        validate({"input": {"paths": [str(DOCS)], "format": "jsonl"}, "stages": [{"stage": "tokenize", "tokenizer": "missing.model"}]}, "job.yaml", conf)
+        validate(
+            {
+                "input": {"paths": [str(DOCS)], "format": "jsonl"},
+                "stages": [{"stage": "tokenize", "tokenizer": "missing.model"}],
+            },
+            "job.yaml",
+            conf,
+        )
 
 
 def finalize_run(root: Path, parts: list[pa.RecordBatch], order=None, **params) -> Path:
@@ -158,7 +184,11 @@ def test_finalize_writes_verified_deterministic_shards(tmp_path, tokenized):
     manifest = json.loads((shards / MANIFEST).read_text())
     assert manifest["format"] == "refinery-token-shards" and manifest["version"] == 1
     assert manifest["tokenizer"]["sha256"] == hashlib.sha256(MODEL.read_bytes()).hexdigest()
-    assert (manifest["tokenizer"]["vocab_size"], manifest["tokenizer"]["bos_id"], manifest["tokenizer"]["eos_id"]) == (8000, 1, 2)
+    assert (manifest["tokenizer"]["vocab_size"], manifest["tokenizer"]["bos_id"], manifest["tokenizer"]["eos_id"]) == (
+        8000,
+        1,
+        2,
+    )
     assert len(manifest["shards"]) > 2
     assert [s["path"][:20] for s in manifest["shards"]] == sorted(s["path"][:20] for s in manifest["shards"])
     assert {s["path"][:19] for s in manifest["shards"]} == {"shard-000000-000000", "shard-000001-000000"}

@@ -1,5 +1,6 @@
 """The train loop on real shards: loss goes down, SIGKILL + `--resume auto` continues the exact
 loss sequence, DDP over two gloo ranks matches one process, checkpoints stay atomic and few."""
+
 import gzip
 import json
 import os
@@ -37,7 +38,9 @@ def make_shards(folder: Path, texts: Path = TEXTS) -> Path:
     raw = gzip.decompress(texts.read_bytes()) if texts.suffix == ".gz" else texts.read_bytes()
     rows = [json.loads(line) for line in raw.decode().splitlines()]
     ids = tok.encode_arrow(pa.array([r["text"] for r in rows], pa.large_string()))
-    batch = pa.record_batch([ids, pa.array([r.get("id", f"{texts.name}#{i}") for i, r in enumerate(rows)])], names=["input_ids", "id"])
+    batch = pa.record_batch(
+        [ids, pa.array([r.get("id", f"{texts.name}#{i}") for i, r in enumerate(rows)])], names=["input_ids", "id"]
+    )
     write_shards([batch], folder, tok.info(add_bos=False, add_eos=False), shard_bytes=64 << 10, block_tokens=4096)
     return folder
 
@@ -45,7 +48,6 @@ def make_shards(folder: Path, texts: Path = TEXTS) -> Path:
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return make_shards(tmp_path_factory.mktemp("trainer") / "shards")
-
 
 
 def tiny_config(tmp: Path, **changes) -> Path:
@@ -97,8 +99,21 @@ sys.exit(cli.main(sys.argv[3:]))
 
 
 def _killed_run(mode: str, k: int, conf: Path, shards: Path, out: Path, steps: int, env: dict | None = None) -> None:
-    cmd = [sys.executable, "-c", _DRIVER, mode, str(k), "train", str(conf), "--data", str(shards),
-           "--out", str(out), "--max-steps", str(steps)]
+    cmd = [
+        sys.executable,
+        "-c",
+        _DRIVER,
+        mode,
+        str(k),
+        "train",
+        str(conf),
+        "--data",
+        str(shards),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+    ]
     proc = subprocess.run(cmd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
@@ -107,8 +122,16 @@ def _killed_run(mode: str, k: int, conf: Path, shards: Path, out: Path, steps: i
 def reference(shards, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference")
     valid = make_shards(tmp / "valid", HELD_OUT)
-    conf = tiny_config(tmp, **{"checkpoint.every": EVERY, "data.valid": str(valid), "data.valid_every": 8,
-                               "data.valid_batches": 2, "tensorboard": True})
+    conf = tiny_config(
+        tmp,
+        **{
+            "checkpoint.every": EVERY,
+            "data.valid": str(valid),
+            "data.valid_every": 8,
+            "data.valid_batches": 2,
+            "tensorboard": True,
+        },
+    )
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -121,9 +144,24 @@ def reference(shards, tmp_path_factory):
 def test_tiny_model_learns_on_demo_job_shards(tmp_path, one_thread):
     """The shards of `conf/demo.yaml` (real web pages through every stage) train the tiny model."""
     run = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "refinery.pipeline.cli", "run", str(REPO / "conf" / "demo.yaml"),
-                           "--out", str(run), "--runner", "local"], env=ENV, capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "refinery.pipeline.cli",
+            "run",
+            str(REPO / "conf" / "demo.yaml"),
+            "--out",
+            str(run),
+            "--runner",
+            "local",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     conf = load_train_config(tiny_config(tmp_path))
     train(conf, str(run / "shards"), tmp_path / "train", max_steps=20)
@@ -157,7 +195,9 @@ def test_checkpoints_validation_and_export(reference):
     assert model.cfg.vocab_size == 8000
     with pytest.raises(FileExistsError, match="--resume auto"):
         train(load_train_config(conf), "unused", run, max_steps=STEPS)
-    assert torch.equal(model.state_dict()["output.weight"], load_model(run / "checkpoints", 16).state_dict()["output.weight"])
+    assert torch.equal(
+        model.state_dict()["output.weight"], load_model(run / "checkpoints", 16).state_dict()["output.weight"]
+    )
 
 
 def test_export_a_checkpoint(reference, tmp_path, capsys):
@@ -204,8 +244,19 @@ def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, refer
     """A preemption notice (SIGTERM) stops at the next step boundary with a checkpoint of that step."""
     conf, expected, _ = reference
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
-           "--max-steps", str(STEPS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "refinery.pipeline.cli",
+        "train",
+        str(conf),
+        "--data",
+        str(shards),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(STEPS),
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = out / "metrics.jsonl"
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
@@ -220,8 +271,22 @@ def test_sigterm_checkpoints_the_finished_step_then_resume_matches(shards, refer
 
 
 def _ranks(conf: Path, shards: Path, out: Path, steps: int, ranks: int, resume: bool = False) -> None:
-    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
-           "--max-steps", str(steps), "--nproc-per-node", str(ranks), *(["--resume", "auto"] if resume else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "refinery.pipeline.cli",
+        "train",
+        str(conf),
+        "--data",
+        str(shards),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--nproc-per-node",
+        str(ranks),
+        *(["--resume", "auto"] if resume else []),
+    ]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -252,7 +317,9 @@ def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy
         # the same checkpoint continued on 4 ranks (1 window each), and the 1-process run on 2 ranks
         shutil.copytree(run, tmp_path / "four")
         (tmp_path / "quad").mkdir()
-        quad = tiny_config(tmp_path / "quad", micro_batch_size=1, global_batch_size=4, **{"parallel.strategy": strategy})
+        quad = tiny_config(
+            tmp_path / "quad", micro_batch_size=1, global_batch_size=4, **{"parallel.strategy": strategy}
+        )
         _ranks(quad, shards, tmp_path / "four", 2 * steps, 4, resume=True)
         _ranks(double, shards, tmp_path / "one", 2 * steps, 2, resume=True)
         resumed.update({"2 -> 4": tmp_path / "four", "1 -> 2": tmp_path / "one"})
@@ -263,8 +330,10 @@ def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy
         for (_, a), (_, b) in zip(expected, got):
             assert a == pytest.approx(b, rel=1e-4), how  # the ranks' float sums differ in the last bits
     # the export holds the trained weights, unsharded
-    assert torch.equal(load_hf(run / "hf").state_dict()["output.weight"],
-                       load_model(run / "checkpoints", 2 * steps).state_dict()["output.weight"])
+    assert torch.equal(
+        load_hf(run / "hf").state_dict()["output.weight"],
+        load_model(run / "checkpoints", 2 * steps).state_dict()["output.weight"],
+    )
 
 
 def test_sigkill_of_two_fsdp_ranks_then_resume_on_one(shards, reference, tmp_path, one_thread):
@@ -277,10 +346,24 @@ def test_sigkill_of_two_fsdp_ranks_then_resume_on_one(shards, reference, tmp_pat
     two = tmp_path / "two" / "train.yaml"
     two.write_text(yaml.safe_dump(raw))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(two), "--data", str(shards), "--out", str(out),
-           "--max-steps", str(STEPS), "--nproc-per-node", "2"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "refinery.pipeline.cli",
+        "train",
+        str(two),
+        "--data",
+        str(shards),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(STEPS),
+        "--nproc-per-node",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     metrics = out / "metrics.jsonl"
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= EVERY + 3):
         assert proc.poll() is None, proc.stdout.read()
@@ -314,8 +397,10 @@ def test_checkpoints_on_an_object_store(shards, reference, s3, tmp_path, one_thr
     from refinery.pipeline import cli
 
     assert cli.main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
-    assert torch.equal(load_hf(tmp_path / "hf").state_dict()["output.weight"],
-                       load_hf(tmp_path / "run" / "hf").state_dict()["output.weight"])
+    assert torch.equal(
+        load_hf(tmp_path / "hf").state_dict()["output.weight"],
+        load_hf(tmp_path / "run" / "hf").state_dict()["output.weight"],
+    )
 
 
 def test_hsdp_on_a_two_by_two_mesh_matches_one_process(shards, tmp_path, one_thread):
@@ -325,8 +410,12 @@ def test_hsdp_on_a_two_by_two_mesh_matches_one_process(shards, tmp_path, one_thr
     single = tiny_config(tmp_path, micro_batch_size=4, global_batch_size=4)
     train(load_train_config(single), str(shards), tmp_path / "long", max_steps=2 * steps)
     (tmp_path / "hsdp").mkdir()
-    hsdp = tiny_config(tmp_path / "hsdp", micro_batch_size=1, global_batch_size=4,
-                       **{"parallel.strategy": "fsdp", "parallel.replicate": 2})
+    hsdp = tiny_config(
+        tmp_path / "hsdp",
+        micro_batch_size=1,
+        global_batch_size=4,
+        **{"parallel.strategy": "fsdp", "parallel.replicate": 2},
+    )
     _ranks(hsdp, shards, tmp_path / "run", steps, 4)
     train(load_train_config(single), str(shards), tmp_path / "run", max_steps=2 * steps, resume=True)
     got, expected = losses(tmp_path / "run"), losses(tmp_path / "long")
@@ -348,6 +437,7 @@ def test_compiled_layers_match_eager(shards, tmp_path, one_thread):
 
 def test_config_errors_name_file_and_key(tmp_path):
     from refinery.pipeline.config import ConfigError
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {preset: tiny}\noptim: {lr: -1}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: optim.lr"):
@@ -359,8 +449,21 @@ def test_config_errors_name_file_and_key(tmp_path):
 
 
 def _supervise(conf: Path, shards: Path, out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards), "--out", str(out),
-           "--max-steps", str(STEPS), "--supervise", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "refinery.pipeline.cli",
+        "train",
+        str(conf),
+        "--data",
+        str(shards),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(STEPS),
+        "--supervise",
+        *extra,
+    ]
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

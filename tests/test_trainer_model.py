@@ -1,4 +1,5 @@
 """InternLM2 model: published shapes, packed-document attention, HF folders and the LLaMA export."""
+
 import json
 
 import pytest
@@ -21,11 +22,18 @@ def test_published_sizes(name, billions):
 
 def test_official_parameter_names():
     names = {n for n, _ in tiny().named_parameters()}
-    for expect in ("model.tok_embeddings.weight", "model.layers.0.attention.wqkv.weight",
-                   "model.layers.0.attention.wo.weight", "model.layers.1.feed_forward.w1.weight",
-                   "model.layers.1.feed_forward.w2.weight", "model.layers.1.feed_forward.w3.weight",
-                   "model.layers.0.attention_norm.weight", "model.layers.0.ffn_norm.weight",
-                   "model.norm.weight", "output.weight"):
+    for expect in (
+        "model.tok_embeddings.weight",
+        "model.layers.0.attention.wqkv.weight",
+        "model.layers.0.attention.wo.weight",
+        "model.layers.1.feed_forward.w1.weight",
+        "model.layers.1.feed_forward.w2.weight",
+        "model.layers.1.feed_forward.w3.weight",
+        "model.layers.0.attention_norm.weight",
+        "model.layers.0.ffn_norm.weight",
+        "model.norm.weight",
+        "output.weight",
+    ):
         assert expect in names
     # 4 query heads in 2 groups, each group: 2 query heads + 1 key + 1 value, head_dim 16.
     assert tiny().model.layers[0].attention.wqkv.weight.shape == ((4 + 2 * 2) * 16, 64)
@@ -76,8 +84,7 @@ def test_llama_export_matches_transformers(tmp_path, bias, seq_len):
                 layer.attention.wqkv.bias.normal_(std=0.5)
                 layer.attention.wo.bias.normal_(std=0.5)
     export_llama(model, tmp_path / "llama")
-    llama = llama_cls.from_pretrained(tmp_path / "llama", torch_dtype=torch.float32,
-                                                          attn_implementation="eager").eval()
+    llama = llama_cls.from_pretrained(tmp_path / "llama", torch_dtype=torch.float32, attn_implementation="eager").eval()
     ids = torch.randint(0, 211, (2, seq_len))
     with torch.no_grad():
         ours = model(ids)
@@ -87,6 +94,7 @@ def test_llama_export_matches_transformers(tmp_path, bias, seq_len):
 
 def test_export_from_folder_equals_export_from_model(tmp_path):
     from safetensors.torch import load_file
+
     model = tiny()
     export_llama(model, tmp_path / "a")
     export_llama(save_hf(model, tmp_path / "hf"), tmp_path / "b")

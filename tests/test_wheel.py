@@ -1,6 +1,7 @@
 """The wheel is complete: built from the sources, installed into a fresh virtualenv, it runs a job
 whose stages use the bundled files (lid.176, the bad-word lists) from outside the checkout
 (docs/architecture.md, "Layers")."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,16 @@ stages:
 def sources(dest: Path) -> Path:
     """The checkout's files as a clean clone has them: setuptools' build/ folder in the checkout
     keeps files from earlier builds, which would hide a file missing from the wheel."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -43,8 +52,23 @@ def sources(dest: Path) -> Path:
 def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = sources(tmp / "src")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-w", str(tmp / "dist"), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (found,) = (tmp / "dist").glob("lm_refinery-*.whl")
     return found
 
@@ -53,10 +77,18 @@ def test_wheel_holds_every_package_and_bundled_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "refinery/stages/dedup/__init__.py" in names and "refinery/stages/dedup/minhash.py" in names
     assert "refinery/trainer/evaluation/evaluator.py" in names and "refinery/conf/eval/demo.yaml" in names
-    for name in ("models/lid.176.ftz", "models/lid.176.NOTICE.md", "models/classifiers/quality.ftz.json",
-                 "models/classifiers/coherence-ngram.npz", "models/tokenizer/refinery-demo-8k.model",
-                 "blocklists/ut1/mixed_adult/domains", "conf/rules/badwords/en.txt", "conf/rules/badwords/LICENSE",
-                 "conf/demo.yaml", "conf/train/tiny.yaml"):
+    for name in (
+        "models/lid.176.ftz",
+        "models/lid.176.NOTICE.md",
+        "models/classifiers/quality.ftz.json",
+        "models/classifiers/coherence-ngram.npz",
+        "models/tokenizer/refinery-demo-8k.model",
+        "blocklists/ut1/mixed_adult/domains",
+        "conf/rules/badwords/en.txt",
+        "conf/rules/badwords/LICENSE",
+        "conf/demo.yaml",
+        "conf/train/tiny.yaml",
+    ):
         assert f"refinery/{name}" in names, name
     for folder in ("models", "blocklists", "conf"):  # every file, not just those named above
         on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).rglob("*") if p.is_file()}
@@ -65,7 +97,16 @@ def test_wheel_holds_every_package_and_bundled_file(wheel):
     # one import package, nothing of tests/, bench/ or data/
     assert {n.split("/")[0] for n in names} == {"refinery", "lm_refinery-0.1.0.dist-info"}
     assert {n.split("/")[1] for n in names if n.startswith("refinery/") and n.count("/") > 1} == {
-        "pipeline", "stages", "classifiers", "tokenize", "loaders", "trainer", "models", "blocklists", "conf"}
+        "pipeline",
+        "stages",
+        "classifiers",
+        "tokenize",
+        "loaders",
+        "trainer",
+        "models",
+        "blocklists",
+        "conf",
+    }
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
@@ -73,8 +114,14 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # The outer venv's third-party packages, by a path line: .pth files in a folder named this
     # way are not processed, so the outer editable install of refinery stays invisible.
     (site / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -86,8 +133,24 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
 
     assert probe("import refinery").returncode != 0, "refinery importable before the wheel is installed"
     # --ignore-installed: the outer editable lm-refinery is visible to pip, and must not be touched
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
-                    "--ignore-installed", str(wheel)], check=True, capture_output=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
 
     lines = SAMPLE.read_text().splitlines()[:30]
     # two copies of documents that pass langid and rules, for dedup to drop
@@ -96,10 +159,19 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     quoted = " ".join(json.loads(lines[1])["text"].split()[:40])  # one kept document quotes a benchmark item
     (tmp_path / "evals.jsonl").write_text(json.dumps({"question": quoted, "answer": "a"}) + "\n")
     (tmp_path / "job.yaml").write_text(JOB)
-    run = subprocess.run([str(venv / "bin" / "refinery"), "run", "job.yaml", "--out", "run", "--runner", "local"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [str(venv / "bin" / "refinery"), "run", "job.yaml", "--out", "run", "--runner", "local"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    stats = {s: json.loads((tmp_path / "run" / "stats" / f"{s}.json").read_text()) for s in ("langid", "rules", "dedup", "decontaminate")}
+    stats = {
+        s: json.loads((tmp_path / "run" / "stats" / f"{s}.json").read_text())
+        for s in ("langid", "rules", "dedup", "decontaminate")
+    }
     for name, s in stats.items():
         assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], (name, s)
     assert stats["langid"]["docs_in"] == 32
@@ -107,9 +179,11 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     assert stats["dedup"]["docs_dropped"] >= 1, stats["dedup"]
     assert stats["decontaminate"]["dropped_by_reason"] == {"contaminated": 1}, stats["decontaminate"]
 
-    out = probe("import refinery.pipeline.cli as c, refinery.stages.langid as l, refinery.stages.rules as r;"
-                "from refinery.pipeline.resources import bundled;"
-                "print(c.__file__); print(l.DEFAULT_MODEL); print(bundled(r.BADWORDS))")
+    out = probe(
+        "import refinery.pipeline.cli as c, refinery.stages.langid as l, refinery.stages.rules as r;"
+        "from refinery.pipeline.resources import bundled;"
+        "print(c.__file__); print(l.DEFAULT_MODEL); print(bundled(r.BADWORDS))"
+    )
     assert out.returncode == 0, out.stderr
     for line in out.stdout.split():
         assert Path(line).resolve().is_relative_to(venv.resolve()), line

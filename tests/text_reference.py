@@ -5,6 +5,7 @@ the references the batch versions (Arrow kernels for normalize, numba kernels in
 Words come from one `regex` pattern (spaCy-like English tokens, Han and kana one per character),
 lines from `str.splitlines`, duplicates from Python sets.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -41,10 +42,13 @@ _TAIL = r"""
 """
 _WORD_CHARS = r"[\p{L}\p{M}\p{N}_]"
 _WORD_CHARS_NO_CJK = r"[[\p{L}\p{M}\p{N}_]--[" + _CJK + "]]"
-TOKEN = regex.compile(r"(?!)" + _TAIL.format(w=_WORD_CHARS, abbr=_ABBREVIATIONS, contraction=_CONTRACTION),
-                      regex.VERBOSE | regex.V1)
-TOKEN_CJK = regex.compile(r"[" + _CJK + "]" + _TAIL.format(w=_WORD_CHARS_NO_CJK, abbr=_ABBREVIATIONS, contraction=_CONTRACTION),
-                          regex.VERBOSE | regex.V1)
+TOKEN = regex.compile(
+    r"(?!)" + _TAIL.format(w=_WORD_CHARS, abbr=_ABBREVIATIONS, contraction=_CONTRACTION), regex.VERBOSE | regex.V1
+)
+TOKEN_CJK = regex.compile(
+    r"[" + _CJK + "]" + _TAIL.format(w=_WORD_CHARS_NO_CJK, abbr=_ABBREVIATIONS, contraction=_CONTRACTION),
+    regex.VERBOSE | regex.V1,
+)
 CJK_CHAR = regex.compile(r"[" + _CJK + "]")
 LETTER = regex.compile(r"\p{L}")
 # A token is a "symbol" when it has no letter, mark or digit (datatrove: all chars punctuation).
@@ -165,7 +169,7 @@ def ngram_keys(hashes: np.ndarray, n: int) -> np.ndarray:
     keys = hashes[:m].copy()
     with np.errstate(over="ignore"):
         for k in range(1, n):
-            keys = (keys * _MIX) ^ hashes[k:k + m]
+            keys = (keys * _MIX) ^ hashes[k : k + m]
     return keys
 
 

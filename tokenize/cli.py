@@ -1,5 +1,6 @@
 """`refinery tokenizer train|info`: build a SentencePiece model from a YAML config or flags,
 and print what a model holds (the fields a shard manifest records)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a SentencePiece BPE model (InternLM2 settings)")
     train.add_argument("--config", help="YAML with TrainConfig keys; paths relative to its folder")
-    train.add_argument("--input", dest="inputs", action="append", help="training file (.txt/.jsonl/.parquet/.zip); repeatable")
+    train.add_argument(
+        "--input", dest="inputs", action="append", help="training file (.txt/.jsonl/.parquet/.zip); repeatable"
+    )
     train.add_argument("--output", help="where to write the .model file")
     train.add_argument("--vocab-size", type=int)
     train.add_argument("--model-type", choices=["bpe", "unigram"])

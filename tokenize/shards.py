@@ -14,6 +14,7 @@ byte-identical shards. A pipeline run's shards are written by its workers, one w
 chunk of documents, and its manifest is merged from the chunks' manifests (`merge_manifests`);
 `write_shards` builds a whole local folder at once, which appears atomically.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,9 @@ VERSION = 1
 MANIFEST = "manifest.json"
 # Each shard's `blocks` entry: one list per record batch, in file order.
 BLOCK_FIELDS = ("documents", "tokens", "offset", "length", "xxh3_128")
-SHARD_SCHEMA = pa.schema([pa.field("input_ids", TOKEN_LIST, nullable=False), pa.field("doc_id", pa.string(), nullable=False)])
+SHARD_SCHEMA = pa.schema(
+    [pa.field("input_ids", TOKEN_LIST, nullable=False), pa.field("doc_id", pa.string(), nullable=False)]
+)
 
 
 def shard_name(index: int) -> str:
@@ -52,8 +55,15 @@ class ShardWriter:
     a shard closes once its blocks reach `shard_bytes`. `close()` returns the manifest of the
     shards written; the caller stores it last, so a folder with a manifest is complete."""
 
-    def __init__(self, sink: Callable[[str, bytes], None], tokenizer: dict, *, name: Callable[[int], str] = shard_name,
-                 shard_bytes: int = 64 << 20, block_tokens: int = 1 << 18):
+    def __init__(
+        self,
+        sink: Callable[[str, bytes], None],
+        tokenizer: dict,
+        *,
+        name: Callable[[int], str] = shard_name,
+        shard_bytes: int = 64 << 20,
+        block_tokens: int = 1 << 18,
+    ):
         if shard_bytes <= 0 or block_tokens <= 0:
             raise ValueError("shard_bytes and block_tokens must be positive")
         self.sink, self.name = sink, name
@@ -124,7 +134,13 @@ class ShardWriter:
         self.sink(name, data)
         view = memoryview(data)
         blocks = [
-            [b.num_rows, len(b.column(0).values), offset, length, xxhash.xxh3_128_hexdigest(view[offset : offset + length])]
+            [
+                b.num_rows,
+                len(b.column(0).values),
+                offset,
+                length,
+                xxhash.xxh3_128_hexdigest(view[offset : offset + length]),
+            ]
             for b, (offset, length) in zip(self._blocks, ranges)
         ]
         meta = xxhash.xxh3_128(view[: ranges[0][0]])
@@ -145,8 +161,13 @@ class ShardWriter:
     def close(self) -> dict:
         self._close_block()
         self._close_shard()
-        return manifest(self.tokenizer, self._shards, block_tokens=self.block_tokens, shard_bytes=self.shard_bytes,
-                        skipped=self.skipped)
+        return manifest(
+            self.tokenizer,
+            self._shards,
+            block_tokens=self.block_tokens,
+            shard_bytes=self.shard_bytes,
+            skipped=self.skipped,
+        )
 
 
 def manifest(tokenizer: dict, shards: list[dict], *, block_tokens: int, shard_bytes: int, skipped: int = 0) -> dict:
@@ -197,8 +218,9 @@ def write_shards(
             shutil.rmtree(left, ignore_errors=True)
     tmp = folder.with_name(temporary_name(folder.name))
     tmp.mkdir()
-    writer = ShardWriter(lambda name, data: (tmp / name).write_bytes(data), tokenizer,
-                         shard_bytes=shard_bytes, block_tokens=block_tokens)
+    writer = ShardWriter(
+        lambda name, data: (tmp / name).write_bytes(data), tokenizer, shard_bytes=shard_bytes, block_tokens=block_tokens
+    )
     try:
         for batch in batches:
             writer.write(batch.column(ids_column), batch.column(doc_id_column))

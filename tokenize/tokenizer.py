@@ -7,6 +7,7 @@ holds some 40 bytes per byte of a text it encodes, so a long text is encoded in 
 where no token can cross (before a space that follows a non-space, for models that split on
 whitespace without normalizing it); the ids are those of the whole text.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -116,7 +117,9 @@ class Tokenizer:
             at += len(ps)
         return out
 
-    def encode_arrow(self, texts: pa.Array | pa.ChunkedArray, *, add_bos: bool = False, add_eos: bool = False) -> pa.ListArray:
+    def encode_arrow(
+        self, texts: pa.Array | pa.ChunkedArray, *, add_bos: bool = False, add_eos: bool = False
+    ) -> pa.ListArray:
         """Encode an Arrow string column into a `list<int32>` column (null text → null list)."""
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks()
@@ -141,8 +144,13 @@ def _splits_at_spaces(sp: spm.SentencePieceProcessor) -> bool:
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString(sp.serialized_model_proto())
     norm, trainer = model.normalizer_spec, model.trainer_spec
-    return (norm.name == "identity" and not norm.add_dummy_prefix and not norm.remove_extra_whitespaces
-            and trainer.split_by_whitespace and not trainer.treat_whitespace_as_suffix)
+    return (
+        norm.name == "identity"
+        and not norm.add_dummy_prefix
+        and not norm.remove_extra_whitespaces
+        and trainer.split_by_whitespace
+        and not trainer.treat_whitespace_as_suffix
+    )
 
 
 def _pieces(text: str, size: int) -> Iterator[str]:

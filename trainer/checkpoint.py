@@ -20,6 +20,7 @@ Saving stages the state into host memory (a copy, so the optimizer may step on),
 background thread persists it; the next save waits for it. Only the newest `keep` complete
 checkpoints stay.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,8 +45,9 @@ from refinery.trainer.config import ModelConfig
 from refinery.trainer.model import InternLM2ForCausalLM
 
 # One process writes and reads a checkpoint without collectives, as intended: not worth a warning each time.
-warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized",
-                        category=UserWarning)
+warnings.filterwarnings(
+    "ignore", message="torch.distributed is disabled, unavailable or uninitialized", category=UserWarning
+)
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 STATE_DIR = "state"
@@ -182,8 +184,17 @@ def load_model(root: str | os.PathLike, step: int) -> InternLM2ForCausalLM:
 
 
 class CheckpointManager:
-    def __init__(self, root: str | os.PathLike, *, rank: int = 0, world_size: int = 1, keep: int = 3,
-                 asynchronous: bool = True, rank_timeout_s: float = 600.0, group=None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        keep: int = 3,
+        asynchronous: bool = True,
+        rank_timeout_s: float = 600.0,
+        group=None,
+    ):
         """`root`: a local folder or an object-store URI. `group`: a process group of its own for
         the checkpoint's collectives (gloo), so that a save in the background never interleaves
         with the training's; None with one process."""
@@ -220,8 +231,9 @@ class CheckpointManager:
         folder = step_dir_name(step)
         with self.fs.open_input_file(self._file(folder, "meta.json")) as fh:
             meta = json.loads(fh.read())
-        dcp.load(state, storage_reader=_storage(_join(self.root, folder, STATE_DIR), writer=False),
-                 process_group=self.group)
+        dcp.load(
+            state, storage_reader=_storage(_join(self.root, folder, STATE_DIR), writer=False), process_group=self.group
+        )
         # A run resumed on fewer or more ranks takes rank 0's loader position: the loader
         # state is global (windows consumed by all ranks), so any rank's copy serves.
         own = rank_file(self.rank if self.rank < meta["world_size"] else 0)
@@ -241,8 +253,9 @@ class CheckpointManager:
             self._persist(folder, step, trainer, own)
             return
         written = dcp.async_save(state, storage_writer=writer, process_group=self.group)
-        self._thread = threading.Thread(target=self._run, args=(written, folder, step, trainer, own),
-                                        name="checkpoint", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(written, folder, step, trainer, own), name="checkpoint", daemon=True
+        )
         self._thread.start()
 
     def wait(self) -> None:
@@ -281,7 +294,7 @@ class CheckpointManager:
         self._prune()
 
     def _prune(self) -> None:
-        for old in self.complete_steps()[:-self.keep]:
+        for old in self.complete_steps()[: -self.keep]:
             self.fs.delete_dir(self._file(step_dir_name(old)))
 
     def discard_incomplete(self) -> None:

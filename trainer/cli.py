@@ -5,6 +5,7 @@ and `refinery export TRAIN_OUT [--step N] --out DIR [--llama]`.
 `--supervise` runs the training as a child process and restarts it from the latest
 checkpoint after a failure it can recover from (see `refinery.trainer.supervisor`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,9 @@ from refinery.trainer.config import load_train_config
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("train", help="train an InternLM2 model on token shards")
     parser.add_argument("config", help="training YAML (conf/train/*.yaml)")
-    parser.add_argument("--data", help="token shard folder or URI (a manifest.json inside); or data.sources in the config")
+    parser.add_argument(
+        "--data", help="token shard folder or URI (a manifest.json inside); or data.sources in the config"
+    )
     parser.add_argument("--out", required=True, help="output folder: metrics.jsonl, checkpoints/, hf/, logs")
     parser.add_argument("--max-steps", type=int, help="optimizer steps (default: the config's max_steps)")
     parser.add_argument("--resume", choices=["auto"], help="auto: continue from the newest complete checkpoint")
@@ -49,7 +52,9 @@ def run_export(args: argparse.Namespace) -> int:
     steps = complete_steps(root)
     step = args.step if args.step is not None else (steps[-1] if steps else None)
     if step not in steps:
-        print(f"error: {root}: no complete checkpoint" + (f" at step {step}" if step is not None else ""), file=sys.stderr)
+        print(
+            f"error: {root}: no complete checkpoint" + (f" at step {step}" if step is not None else ""), file=sys.stderr
+        )
         return 2
     model = load_model(root, step)
     folder = export_llama(model, args.out) if args.llama else save_hf(model, args.out)
@@ -64,8 +69,17 @@ def _child_command(args: argparse.Namespace, *, resume: bool) -> list[str]:
     if resume:
         cmd += ["--resume", "auto"]
     if args.nproc_per_node > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc-per-node={args.nproc_per_node}", "-m", "refinery.pipeline.cli", "train", *cmd]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={args.nproc_per_node}",
+            "-m",
+            "refinery.pipeline.cli",
+            "train",
+            *cmd,
+        ]
     return [sys.executable, "-m", "refinery.pipeline.cli", "train", *cmd]
 
 

@@ -4,6 +4,7 @@ The model presets carry the published InternLM2 shapes; a training config (YAML 
 conf/train/) names a preset, may override fields of it, and sets the optimizer, schedule,
 batch and checkpoint policy. Errors name the file, the key and the reason.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,14 +72,39 @@ class ModelConfig(Strict):
 # Published InternLM2 shapes (vocab 92544, RMSNorm eps 1e-5, rope_theta 1e6, 32k positions with
 # dynamic NTK factor 2.0). `tiny` is for CPU tests; its vocabulary usually comes from the shards.
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(vocab_size=92544, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, intermediate_size=176, max_position_embeddings=2048),
-    "1.8B": dict(vocab_size=92544, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16,
-                 num_key_value_heads=8, intermediate_size=8192),
-    "7B": dict(vocab_size=92544, hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, intermediate_size=14336),
-    "20B": dict(vocab_size=92544, hidden_size=6144, num_hidden_layers=48, num_attention_heads=48,
-                num_key_value_heads=8, intermediate_size=16384),
+    "tiny": dict(
+        vocab_size=92544,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=176,
+        max_position_embeddings=2048,
+    ),
+    "1.8B": dict(
+        vocab_size=92544,
+        hidden_size=2048,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+    ),
+    "7B": dict(
+        vocab_size=92544,
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=14336,
+    ),
+    "20B": dict(
+        vocab_size=92544,
+        hidden_size=6144,
+        num_hidden_layers=48,
+        num_attention_heads=48,
+        num_key_value_heads=8,
+        intermediate_size=16384,
+    ),
 }
 
 
@@ -193,16 +219,20 @@ class TrainConfig(Strict):
     @model_validator(mode="after")
     def _batch_divides(self):
         if self.global_batch_size % self.micro_batch_size:
-            raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
-                             f"{self.micro_batch_size}")
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
+                f"{self.micro_batch_size}"
+            )
         return self
 
     def accumulation(self, ranks: int) -> int:
         """Micro-batches per rank and optimizer step; ValueError when the numbers do not divide."""
         per_pass = self.micro_batch_size * ranks
         if self.global_batch_size % per_pass:
-            raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
-                             f"{self.micro_batch_size} x {ranks} ranks")
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
+                f"{self.micro_batch_size} x {ranks} ranks"
+            )
         return self.global_batch_size // per_pass
 
     def model_config_for(self, vocab_size: int | None) -> ModelConfig:

@@ -1,5 +1,6 @@
 """Batches for the train loop: the shard loader (`refinery.loaders.TokenDataset`) batched and
 cycled over epochs, and a fixed held-out set for validation loss."""
+
 from __future__ import annotations
 
 import torch
@@ -19,11 +20,14 @@ class Batches:
 
     def __init__(self, dataset: TokenDataset, batch_size: int):
         if dataset.windows_per_epoch() // dataset.world_size < batch_size:
-            raise ValueError(f"the shards hold {dataset.windows_per_epoch()} windows of {dataset.seq_len} tokens; "
-                             f"one batch of {batch_size} on each of {dataset.world_size} ranks needs more")
+            raise ValueError(
+                f"the shards hold {dataset.windows_per_epoch()} windows of {dataset.seq_len} tokens; "
+                f"one batch of {batch_size} on each of {dataset.world_size} ranks needs more"
+            )
         self.dataset = dataset
-        self.loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_windows, num_workers=0,
-                                 drop_last=True)
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, collate_fn=collate_windows, num_workers=0, drop_last=True
+        )
         self._it = None
 
     def __next__(self) -> dict:
@@ -44,21 +48,39 @@ class Batches:
         self.dataset.load_state_dict(state)
 
 
-def open_dataset(path: str, seq_len: int, *, seed: int, shuffle: bool, rank: int, world_size: int,
-                 document_masking: bool) -> TokenDataset:
-    return TokenDataset(path, seq_len, seed=seed, shuffle=shuffle, rank=rank, world_size=world_size,
-                        document_masking=document_masking)
+def open_dataset(
+    path: str, seq_len: int, *, seed: int, shuffle: bool, rank: int, world_size: int, document_masking: bool
+) -> TokenDataset:
+    return TokenDataset(
+        path, seq_len, seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, document_masking=document_masking
+    )
 
 
-def open_training_data(cfg: DataConfig, data: str | None, *, rank: int, world_size: int) -> TokenDataset | MixtureDataset:
+def open_training_data(
+    cfg: DataConfig, data: str | None, *, rank: int, world_size: int
+) -> TokenDataset | MixtureDataset:
     """The training stream: the mixture of `data.sources`, or the one folder `data` (--data)."""
     if cfg.sources:
-        return MixtureDataset([(s.path, s.weight) for s in cfg.sources], cfg.seq_len, seed=cfg.seed, shuffle=cfg.shuffle,
-                              rank=rank, world_size=world_size, document_masking=cfg.document_masking)
+        return MixtureDataset(
+            [(s.path, s.weight) for s in cfg.sources],
+            cfg.seq_len,
+            seed=cfg.seed,
+            shuffle=cfg.shuffle,
+            rank=rank,
+            world_size=world_size,
+            document_masking=cfg.document_masking,
+        )
     if data is None:
         raise ValueError("no training data: give --data SHARDS or data.sources in the config")
-    return open_dataset(data, cfg.seq_len, seed=cfg.seed, shuffle=cfg.shuffle, rank=rank, world_size=world_size,
-                        document_masking=cfg.document_masking)
+    return open_dataset(
+        data,
+        cfg.seq_len,
+        seed=cfg.seed,
+        shuffle=cfg.shuffle,
+        rank=rank,
+        world_size=world_size,
+        document_masking=cfg.document_masking,
+    )
 
 
 def source_names(cfg: DataConfig) -> list[str]:

@@ -4,6 +4,7 @@ FLOPs follow the PaLM paper's accounting (appendix B): 6 x the non-embedding par
 forward and backward matmuls) plus 12 x layers x hidden x sequence length (attention scores and
 their backward), per token. Peaks are the vendors' dense (no sparsity) bf16 tensor-core figures.
 """
+
 from __future__ import annotations
 
 import resource
@@ -14,9 +15,20 @@ from refinery.trainer.config import ModelConfig
 
 # Checked in order, first match wins: a more specific name before the name it contains.
 PEAK_BF16 = [
-    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("H800", 989e12),
-    ("B200", 2250e12), ("B100", 1750e12), ("GB200", 2500e12), ("A100", 312e12), ("A800", 312e12),
-    ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("A10", 125e12),
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("H800", 989e12),
+    ("B200", 2250e12),
+    ("B100", 1750e12),
+    ("GB200", 2500e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
 ]
 
 

@@ -6,6 +6,7 @@ The LLaMA export follows InternLM's convert2llama mapping: `wqkv` is split per k
 into `q_proj`/`k_proj`/`v_proj` (no RoPE permutation: both use rotate-half), the other weights
 are renamed, and the result loads with `transformers.LlamaForCausalLM`.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,33 @@ from refinery.trainer.config import ModelConfig
 from refinery.trainer.model import InternLM2ForCausalLM
 
 SHARD_BYTES = 5 << 30
-_CONFIG_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                  "intermediate_size", "rms_norm_eps", "rope_theta", "max_position_embeddings", "bias",
-                  "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id")
+_CONFIG_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "rms_norm_eps",
+    "rope_theta",
+    "max_position_embeddings",
+    "bias",
+    "initializer_range",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+)
 
 
 def internlm2_config_dict(cfg: ModelConfig, dtype: torch.dtype) -> dict:
-    out = {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "hidden_act": "silu",
-           "tie_word_embeddings": False, "use_cache": True, "torch_dtype": str(dtype).removeprefix("torch.")}
+    out = {
+        "architectures": ["InternLM2ForCausalLM"],
+        "model_type": "internlm2",
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
     out.update({k: getattr(cfg, k) for k in _CONFIG_FIELDS})
     out["rope_scaling"] = cfg.rope_scaling.model_dump() if cfg.rope_scaling else None
     return out
@@ -75,8 +95,10 @@ def _write_weights(tensors: dict[str, torch.Tensor], folder: Path) -> None:
 def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a folder: safetensors (single or indexed) or PyTorch `.bin` (single or indexed)."""
     folder = Path(folder)
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+    for single, index in (
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
         files = []
         if (folder / single).exists():
             files = [folder / single]
@@ -86,8 +108,9 @@ def read_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
         if files:
             out = {}
             for f in files:
-                out.update(load_file(f) if f.suffix == ".safetensors"
-                           else torch.load(f, map_location="cpu", weights_only=True))
+                out.update(
+                    load_file(f) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu", weights_only=True)
+                )
             return out
     raise FileNotFoundError(f"{folder}: no model.safetensors or pytorch_model.bin (or their index)")
 
@@ -162,14 +185,28 @@ def llama_config_dict(cfg: ModelConfig, dtype: torch.dtype) -> dict:
     if cfg.rope_scaling:
         scaling = {"type": "dynamic", "rope_type": "dynamic", "factor": cfg.rope_scaling.factor}
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_hidden_layers, "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_key_value_heads, "head_dim": cfg.head_dim,
-        "max_position_embeddings": cfg.max_position_embeddings, "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope_theta, "rope_scaling": scaling, "attention_bias": cfg.bias, "mlp_bias": False,
-        "initializer_range": cfg.initializer_range, "tie_word_embeddings": False, "use_cache": True,
-        "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": scaling,
+        "attention_bias": cfg.bias,
+        "mlp_bias": False,
+        "initializer_range": cfg.initializer_range,
+        "tie_word_embeddings": False,
+        "use_cache": True,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": cfg.eos_token_id,
+        "pad_token_id": cfg.pad_token_id,
         "torch_dtype": str(dtype).removeprefix("torch."),
     }
 

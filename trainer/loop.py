@@ -10,6 +10,7 @@ position and RNG from the newest complete checkpoint, on any number of ranks (th
 shards are resharded), and drops the metric lines written after it, so the file always reads as
 one uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -117,8 +118,11 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -192,14 +196,19 @@ def validation_loss(model, batches: list[dict], device, autocast, world: int, lo
     for batch in batches:
         batch = to_device(batch, device)
         with autocast:
-            total += model(batch["input_ids"], batch.get("position_ids"), labels=batch["labels"],
-                           loss_chunk_tokens=loss_chunk_tokens)
+            total += model(
+                batch["input_ids"],
+                batch.get("position_ids"),
+                labels=batch["labels"],
+                loss_chunk_tokens=loss_chunk_tokens,
+            )
     model.train()
     return float(_all_mean(total / len(batches), world))
 
 
-def train(cfg: TrainConfig, data: str, out: str | os.PathLike, *, max_steps: int | None = None,
-          resume: bool = False) -> dict:
+def train(
+    cfg: TrainConfig, data: str, out: str | os.PathLike, *, max_steps: int | None = None, resume: bool = False
+) -> dict:
     """Train until `max_steps` optimizer steps (default: the config's); returns a summary."""
     out = Path(out)
     total_steps = max_steps or cfg.max_steps
@@ -219,14 +228,18 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     checkpoints = cfg.checkpoint.folder or str(out / "checkpoints")
     if not resume and complete_steps(checkpoints):
-        raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: continue it with --resume auto, "
-                              f"or train into a new --out")
+        raise FileExistsError(
+            f"{checkpoints} holds checkpoints of an earlier run: continue it with --resume auto, "
+            f"or train into a new --out"
+        )
     dataset = open_training_data(cfg.data, data, rank=rank, world_size=world)
     batches = Batches(dataset, cfg.micro_batch_size)
     model_cfg = cfg.model_config_for(vocab_size_of(dataset))
     if vocab_size_of(dataset) > model_cfg.vocab_size:
-        raise ValueError(f"the shards' tokenizer has {vocab_size_of(dataset)} ids, the model's vocabulary "
-                         f"{model_cfg.vocab_size}; set model.overrides.vocab_size (or 'auto')")
+        raise ValueError(
+            f"the shards' tokenizer has {vocab_size_of(dataset)} ids, the model's vocabulary "
+            f"{model_cfg.vocab_size}; set model.overrides.vocab_size (or 'auto')"
+        )
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -240,9 +253,14 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     optimizer = adamw(model, cfg.optim)
     sched = scheduler(optimizer, cfg.optim, total_steps)
     # the checkpoint's collectives run on a group of their own, beside the training's
-    ckpt = CheckpointManager(checkpoints, rank=rank, world_size=world, keep=cfg.checkpoint.keep,
-                             asynchronous=cfg.checkpoint.asynchronous,
-                             group=dist.new_group(backend="gloo") if world > 1 else None)
+    ckpt = CheckpointManager(
+        checkpoints,
+        rank=rank,
+        world_size=world,
+        keep=cfg.checkpoint.keep,
+        asynchronous=cfg.checkpoint.asynchronous,
+        group=dist.new_group(backend="gloo") if world > 1 else None,
+    )
     step = 0
     latest = ckpt.latest_step() if resume else None
     if latest is not None:
@@ -259,9 +277,11 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             ckpt.discard_incomplete()
         _truncate_metrics(out / "metrics.jsonl", step)
         atomic_write_text(out / "train.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        print(f"training {model_cfg.num_params() / 1e6:.1f}M parameters on {world} x {device.type}, "
-              f"steps {step}->{total_steps}" + (f" (resumed from step {step})" if latest is not None else ""),
-              flush=True)
+        print(
+            f"training {model_cfg.num_params() / 1e6:.1f}M parameters on {world} x {device.type}, "
+            f"steps {step}->{total_steps}" + (f" (resumed from step {step})" if latest is not None else ""),
+            flush=True,
+        )
     if world > 1:
         dist.barrier()
 
@@ -269,9 +289,18 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     autocast = _autocast(cfg, device)
     valid = None
     if cfg.data.valid and cfg.data.valid_every:
-        held_out = Batches(open_dataset(cfg.data.valid, cfg.data.seq_len, seed=0, shuffle=False, rank=rank,
-                                        world_size=world, document_masking=cfg.data.document_masking),
-                           cfg.micro_batch_size)
+        held_out = Batches(
+            open_dataset(
+                cfg.data.valid,
+                cfg.data.seq_len,
+                seed=0,
+                shuffle=False,
+                rank=rank,
+                world_size=world,
+                document_masking=cfg.data.document_masking,
+            ),
+            cfg.micro_batch_size,
+        )
         valid = [next(held_out) for _ in range(cfg.data.valid_batches)]
     writer = _Writer(out, cfg.tensorboard) if rank == 0 else None
     tokens_per_step = cfg.global_batch_size * cfg.data.seq_len
@@ -288,8 +317,12 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             for micro in range(accumulation):
                 batch = to_device(next(batches), device)
                 with set_gradient_sync(train_model, micro == accumulation - 1, kind), autocast:
-                    loss = train_model(batch["input_ids"], batch.get("position_ids"), labels=batch["labels"],
-                                       loss_chunk_tokens=cfg.loss_chunk_tokens)
+                    loss = train_model(
+                        batch["input_ids"],
+                        batch.get("position_ids"),
+                        labels=batch["labels"],
+                        loss_chunk_tokens=cfg.loss_chunk_tokens,
+                    )
                 (loss / accumulation).backward()
                 loss_sum += loss.detach()
             loss_value = float(_all_mean(loss_sum / accumulation, world))
@@ -303,8 +336,13 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             sched.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                      "tokens": step * tokens_per_step}
+            record = {
+                "step": step,
+                "loss": loss_value,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "tokens": step * tokens_per_step,
+            }
             position = dataset.state_dict()
             if "counts" in position:  # a mixture: tokens drawn from each source so far, over all ranks
                 record.update({f"tokens/{name}": n * cfg.data.seq_len for name, n in zip(names, position["counts"])})
@@ -324,8 +362,11 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             if writer is not None:
                 writer.write(record)
                 if step % cfg.log_every == 0:
-                    print(f"step {step} loss {loss_value:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
-                          f"tok/s {record['tokens_per_s']:.0f}", flush=True)
+                    print(
+                        f"step {step} loss {loss_value:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
+                        f"tok/s {record['tokens_per_s']:.0f}",
+                        flush=True,
+                    )
             preempted = stop.agreed(world, device)
             if step % cfg.checkpoint.every == 0 or step == total_steps or preempted:
                 _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg)

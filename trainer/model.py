@@ -7,6 +7,7 @@ SDPA attention. Packed documents (the loader's `position_ids`, restarting at 0 a
 get positions from 0 and attention that never crosses a document boundary, computed per document
 with causal SDPA (no dense mask).
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,8 +67,9 @@ class Attention(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.head_dim
-        self.wqkv = nn.Linear(cfg.hidden_size, (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * d,
-                              bias=cfg.bias)
+        self.wqkv = nn.Linear(
+            cfg.hidden_size, (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * d, bias=cfg.bias
+        )
         self.wo = nn.Linear(cfg.num_attention_heads * d, cfg.hidden_size, bias=cfg.bias)
 
     def forward(self, x, cos, sin, spans):
@@ -161,12 +163,27 @@ def document_attention(q, k, v, spans: list[list[tuple[int, int]]], enable_gqa: 
     rows = []
     for b, row in enumerate(spans):
         if len(row) == 1:
-            rows.append(F.scaled_dot_product_attention(q[b : b + 1], k[b : b + 1], v[b : b + 1], is_causal=True,
-                                                       enable_gqa=enable_gqa))
+            rows.append(
+                F.scaled_dot_product_attention(
+                    q[b : b + 1], k[b : b + 1], v[b : b + 1], is_causal=True, enable_gqa=enable_gqa
+                )
+            )
             continue
-        rows.append(torch.cat([F.scaled_dot_product_attention(q[b : b + 1, :, lo:hi], k[b : b + 1, :, lo:hi],
-                                                              v[b : b + 1, :, lo:hi], is_causal=True, enable_gqa=enable_gqa)
-                               for lo, hi in row], dim=2))
+        rows.append(
+            torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[b : b + 1, :, lo:hi],
+                        k[b : b + 1, :, lo:hi],
+                        v[b : b + 1, :, lo:hi],
+                        is_causal=True,
+                        enable_gqa=enable_gqa,
+                    )
+                    for lo, hi in row
+                ],
+                dim=2,
+            )
+        )
     return torch.cat(rows, dim=0)
 
 
@@ -187,8 +204,13 @@ class InternLM2ForCausalLM(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=std)
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, loss_chunk_tokens: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        loss_chunk_tokens: int = 0,
+    ) -> torch.Tensor:
         """The logits, or with `labels` the mean loss (`chunked_lm_loss` when `loss_chunk_tokens`),
         so that a wrapper such as DDP sees one forward call either way."""
         hidden = self.model(input_ids, position_ids)
@@ -208,7 +230,9 @@ def _chunk_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     return F.cross_entropy(F.linear(hidden, weight).float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+def chunked_lm_loss(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_tokens: int
+) -> torch.Tensor:
     """`causal_lm_loss(hidden @ weight.T, labels)` without the float32 logits of the whole batch:
     the output projection and the loss run `chunk_tokens` positions at a time, each chunk's
     logits recomputed in the backward pass (activation checkpointing), so at most one chunk of
@@ -216,6 +240,7 @@ def chunked_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     flat, targets = hidden.flatten(0, 1), labels.flatten()
     total = hidden.new_zeros((), dtype=torch.float32)
     for lo in range(0, flat.shape[0], chunk_tokens):
-        total = total + checkpoint(_chunk_loss_sum, flat[lo : lo + chunk_tokens], weight, targets[lo : lo + chunk_tokens],
-                                   use_reentrant=False)
+        total = total + checkpoint(
+            _chunk_loss_sum, flat[lo : lo + chunk_tokens], weight, targets[lo : lo + chunk_tokens], use_reentrant=False
+        )
     return total / (targets != IGNORE_INDEX).sum().clamp(min=1)

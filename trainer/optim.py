@@ -1,4 +1,5 @@
 """AdamW with InternLM2's settings and the warmup-then-cosine learning-rate schedule."""
+
 from __future__ import annotations
 
 import math
@@ -30,4 +31,5 @@ def lr_factor(step: int, *, warmup: int, total: int, min_ratio: float) -> float:
 
 def scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio))
+        optimizer, lambda s: lr_factor(s, warmup=cfg.warmup_steps, total=total_steps, min_ratio=cfg.min_lr_ratio)
+    )

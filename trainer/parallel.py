@@ -8,6 +8,7 @@ parameters are all-gathered just before it runs and its gradients reduce-scatter
 device with bf16, parameters and compute are bf16 and gradients are reduced in float32, while the
 sharded master parameters and the optimizer state stay float32.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,7 @@ FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def strategy(cfg: ParallelConfig, world: int) -> str:
-    """"single", "ddp" or "fsdp": FSDP by default when there is more than one rank."""
+    """ "single", "ddp" or "fsdp": FSDP by default when there is more than one rank."""
     if world == 1:
         return "single"
     return "fsdp" if cfg.strategy == "auto" else cfg.strategy
@@ -60,7 +61,9 @@ def shard(model: nn.Module, bf16: bool, mesh_shape: tuple[int, int] | None, devi
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(device.type, mesh_shape, mesh_dim_names=("replicate", "shard")) if mesh_shape else None
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    policy = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    )
     for layer in model.model.layers:
         fully_shard(layer, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
@@ -98,9 +101,14 @@ def load_sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer, state
 
 def _renamed(model_state: dict, optim_state: dict, rename) -> tuple[dict, dict]:
     """Both state dicts with every parameter name passed through `rename`."""
-    return ({rename(k): v for k, v in model_state.items()},
-            {**optim_state, "state": {rename(k): v for k, v in optim_state["state"].items()},
-             "param_groups": [{**g, "params": [rename(p) for p in g["params"]]} for g in optim_state["param_groups"]]})
+    return (
+        {rename(k): v for k, v in model_state.items()},
+        {
+            **optim_state,
+            "state": {rename(k): v for k, v in optim_state["state"].items()},
+            "param_groups": [{**g, "params": [rename(p) for p in g["params"]]} for g in optim_state["param_groups"]],
+        },
+    )
 
 
 def clip_gradients(model: nn.Module, max_norm: float) -> float:

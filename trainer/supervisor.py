@@ -7,6 +7,7 @@ becomes one JSON line in `DIR/failures.jsonl` with its class, the log line that 
 whether a restart followed; `DIR/supervisor.json` holds the summary, and every attempt's full
 output is kept in `DIR/logs/`.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,29 +21,50 @@ from refinery.trainer.checkpoint import atomic_write_text, complete_steps, folde
 
 # Failure classes, and whether a restart from the latest checkpoint can help.
 RETRY = {
-    "killed": True,             # SIGKILL/SIGTERM: preemption, a lost node, the host's OOM killer
-    "collective_error": True,   # NCCL/gloo/c10d errors, peers gone, network resets, watchdog timeouts
-    "out_of_memory": True,      # device or host allocation failure (fragmentation, a noisy neighbour)
-    "nan_loss": True,           # non-finite loss
-    "data_error": False,        # corrupt or missing shards, manifest or loader-state mismatch
-    "user_code_error": False,   # a Python exception in our code or the config
+    "killed": True,  # SIGKILL/SIGTERM: preemption, a lost node, the host's OOM killer
+    "collective_error": True,  # NCCL/gloo/c10d errors, peers gone, network resets, watchdog timeouts
+    "out_of_memory": True,  # device or host allocation failure (fragmentation, a noisy neighbour)
+    "nan_loss": True,  # non-finite loss
+    "data_error": False,  # corrupt or missing shards, manifest or loader-state mismatch
+    "user_code_error": False,  # a Python exception in our code or the config
     "unknown": True,
 }
 
 _PATTERNS = [
     ("nan_loss", re.compile(r"non-finite (loss|gradient)|NonFiniteLoss|loss is nan|FloatingPointError", re.I)),
-    ("out_of_memory", re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|std::bad_alloc"
-                                 r"|\bMemoryError\b|Cannot allocate memory")),
-    ("data_error", re.compile(r"ShardCorrupt|ArrowInvalid|ArrowIOError|does not match the manifest"
-                              r"|not a token shard manifest|unsupported token shard version|loader state has"
-                              r"|FileNotFoundError: .*(\.arrow|manifest\.json)")),
-    ("collective_error", re.compile(r"NCCL error|ncclInternalError|ncclSystemError|ncclRemoteError|DistBackendError"
-                                    r"|DistNetworkError|ProcessGroupNCCL|ProcessGroupGloo|\[c10d\]|gloo/transport"
-                                    r"|Connection reset by peer|Connection closed by peer|Connection refused"
-                                    r"|Watchdog caught collective operation timeout")),
-    ("user_code_error", re.compile(r"^\s*(\w+\.)*(TypeError|NameError|AttributeError|KeyError|IndexError|ValueError"
-                                   r"|AssertionError|ImportError|ModuleNotFoundError|SyntaxError|ZeroDivisionError"
-                                   r"|NotImplementedError|RuntimeError|ConfigError)\b.*$", re.M)),
+    (
+        "out_of_memory",
+        re.compile(
+            r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|std::bad_alloc"
+            r"|\bMemoryError\b|Cannot allocate memory"
+        ),
+    ),
+    (
+        "data_error",
+        re.compile(
+            r"ShardCorrupt|ArrowInvalid|ArrowIOError|does not match the manifest"
+            r"|not a token shard manifest|unsupported token shard version|loader state has"
+            r"|FileNotFoundError: .*(\.arrow|manifest\.json)"
+        ),
+    ),
+    (
+        "collective_error",
+        re.compile(
+            r"NCCL error|ncclInternalError|ncclSystemError|ncclRemoteError|DistBackendError"
+            r"|DistNetworkError|ProcessGroupNCCL|ProcessGroupGloo|\[c10d\]|gloo/transport"
+            r"|Connection reset by peer|Connection closed by peer|Connection refused"
+            r"|Watchdog caught collective operation timeout"
+        ),
+    ),
+    (
+        "user_code_error",
+        re.compile(
+            r"^\s*(\w+\.)*(TypeError|NameError|AttributeError|KeyError|IndexError|ValueError"
+            r"|AssertionError|ImportError|ModuleNotFoundError|SyntaxError|ZeroDivisionError"
+            r"|NotImplementedError|RuntimeError|ConfigError)\b.*$",
+            re.M,
+        ),
+    ),
 ]
 _SIGNALS = {signal.SIGKILL: "SIGKILL", signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 _ROOT_CAUSE_EXIT = re.compile(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", re.S)
@@ -65,21 +87,25 @@ def classify(log: str, returncode: int) -> dict:
     """{"class", "evidence", "retry"} for a failed run's output and exit status."""
     sig = _signal_of(returncode, log)
     if sig in _SIGNALS:
-        return {"class": "killed", "evidence": f"terminated by signal {sig} ({_SIGNALS[sig]})",
-                "retry": RETRY["killed"]}
+        return {
+            "class": "killed",
+            "evidence": f"terminated by signal {sig} ({_SIGNALS[sig]})",
+            "retry": RETRY["killed"],
+        }
     for name, pattern in _PATTERNS:
         hits = list(pattern.finditer(log))
         if hits:
             line_start = log.rfind("\n", 0, hits[-1].start()) + 1
             line_end = log.find("\n", hits[-1].end())
-            evidence = log[line_start: None if line_end < 0 else line_end].strip()
+            evidence = log[line_start : None if line_end < 0 else line_end].strip()
             return {"class": name, "evidence": evidence[:500], "retry": RETRY[name]}
     return {"class": "unknown", "evidence": f"exit status {returncode}", "retry": RETRY["unknown"]}
 
 
 class Supervisor:
-    def __init__(self, command: list[str], out: str | Path, max_restarts: int, *,
-                 restart_command: list[str] | None = None):
+    def __init__(
+        self, command: list[str], out: str | Path, max_restarts: int, *, restart_command: list[str] | None = None
+    ):
         self.command = command
         self.restart_command = restart_command or command
         self.out = Path(out)
@@ -124,14 +150,24 @@ class Supervisor:
             verdict = classify(text, returncode)
             stopped = self.summary["status"] != "running"
             restart = verdict["retry"] and attempt < self.max_restarts and not stopped
-            record = {"attempt": attempt, "time": started, "duration_s": round(time.time() - started, 3),
-                      "returncode": returncode, **verdict, "restarted": restart,
-                      "resume_step": _latest_step(self.out), "log": str(log_path)}
+            record = {
+                "attempt": attempt,
+                "time": started,
+                "duration_s": round(time.time() - started, 3),
+                "returncode": returncode,
+                **verdict,
+                "restarted": restart,
+                "resume_step": _latest_step(self.out),
+                "log": str(log_path),
+            }
             with open(self.out / "failures.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             self.summary["failures"].append(record)
-            print(f"attempt {attempt} failed: {verdict['class']}: {verdict['evidence']}"
-                  + (f"; restarting from step {record['resume_step'] or 0}" if restart else ""), flush=True)
+            print(
+                f"attempt {attempt} failed: {verdict['class']}: {verdict['evidence']}"
+                + (f"; restarting from step {record['resume_step'] or 0}" if restart else ""),
+                flush=True,
+            )
             if not restart:
                 if not stopped:
                     self.summary["status"] = f"failed: {verdict['class']}"

@@ -1,4 +1,5 @@
 """Runners: the same plan executed in one process pool, on Ray Data, or on Spark."""
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,9 @@ def _claim_run_dir(plan: Plan, job: Job) -> None:
         if not run.local and run.fs.type_name in ("s3", "gcs"):
             bucket = run.base.split("/", 1)[0]
             if run.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-                raise ConfigError("--out", run.uri, f"bucket {bucket!r} does not exist (or these credentials cannot see it)")
+                raise ConfigError(
+                    "--out", run.uri, f"bucket {bucket!r} does not exist (or these credentials cannot see it)"
+                )
         if run.exists(run.job):
             previous = yaml.safe_load(run.read_text(run.job))
             current = yaml.safe_load(resolved)
@@ -74,8 +77,13 @@ def _write_figures(plan: Plan, stage, found: dict | None, name: str) -> None:
     for example in found.get("examples", []):
         members = ", ".join(example.get("members", []))
         stats.examples.setdefault("clusters", []).append(
-            {"key": str(example["cluster"]), "id": str(example.get("kept")), "url": None,
-             "text": f"cluster of {example.get('size')}: {members}"})
+            {
+                "key": str(example["cluster"]),
+                "id": str(example.get("kept")),
+                "url": None,
+                "text": f"cluster of {example.get('size')}: {members}",
+            }
+        )
     plan.run.write_text(name, stats.to_json())
 
 

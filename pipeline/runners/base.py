@@ -1,4 +1,5 @@
 """What a runner is: the three things `run()` asks of it, whatever executes the work."""
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -1,4 +1,5 @@
 """The local runner: a process pool over units; every stage of a segment runs in the worker."""
+
 from __future__ import annotations
 
 import multiprocessing

@@ -4,6 +4,7 @@ Units are processed in waves; when a wave's dataset has been fully consumed, its
 marked done, so a killed run redoes at most one wave. Each block keeps its unit/chunk tags,
 so parts and partial statistics get the same names as on the local runner.
 """
+
 from __future__ import annotations
 
 import logging
@@ -94,8 +95,13 @@ class RayRunner:
         ds = ds.map_batches(_read_units, fn_args=(self.plan, segment), batch_size=1, batch_format="pyarrow")
         if any(stage.uses_model for stage in self.plan.map_stages(segment)):
             pool = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)
-            ds = ds.map_batches(SegmentChain, fn_constructor_args=(self.plan, segment), batch_size=None,
-                                batch_format="pyarrow", compute=pool)
+            ds = ds.map_batches(
+                SegmentChain,
+                fn_constructor_args=(self.plan, segment),
+                batch_size=None,
+                batch_format="pyarrow",
+                compute=pool,
+            )
         else:
             ds = ds.map_batches(_chain_task, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
         return ds.map_batches(_write_parts, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
@@ -116,13 +122,19 @@ class RayRunner:
         if not parts:
             return stage.resolution_stats(empty_resolution(stage))
         items = [{"unit": unit, "name": name} for unit, name in enumerate(parts)]
-        signatures = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _signature_task, fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow").materialize()
+        signatures = (
+            ray.data.from_items(items, override_num_blocks=len(items))
+            .map_batches(_signature_task, fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow")
+            .materialize()
+        )
         resolution = stage.resolve_ray(signatures.drop_columns([UNIT])).materialize()
         if resolution.count():
-            joined = _join(stage, resolution, signatures.select_columns(["id", UNIT]), max(self.parallelism, len(parts)))
-            joined.groupby(UNIT).map_groups(_resolution_task, fn_args=(stage, self.plan),
-                                            batch_format="pyarrow").sum("rows")
+            joined = _join(
+                stage, resolution, signatures.select_columns(["id", UNIT]), max(self.parallelism, len(parts))
+            )
+            joined.groupby(UNIT).map_groups(_resolution_task, fn_args=(stage, self.plan), batch_format="pyarrow").sum(
+                "rows"
+            )
         return stage.resolution_stats(resolution)
 
     def close(self) -> None:
@@ -141,7 +153,8 @@ def _join(stage: GlobalStage, resolution, units, buckets: int):
     and an Arrow join inside each bucket (Ray Data's own join runs aggregator actors, which
     starve the tasks feeding them on a one-CPU node)."""
     sides = resolution.map_batches(_bucketed, fn_args=(stage, buckets, False), batch_format="pyarrow").union(
-        units.map_batches(_bucketed, fn_args=(stage, buckets, True), batch_format="pyarrow"))
+        units.map_batches(_bucketed, fn_args=(stage, buckets, True), batch_format="pyarrow")
+    )
     return sides.groupby(BUCKET).map_groups(_join_bucket, batch_format="pyarrow")
 
 
@@ -153,8 +166,12 @@ def _bucketed(table: pa.Table, stage: GlobalStage, buckets: int, units: bool) ->
     schema = empty_resolution(stage).schema
     n = table.num_rows
     bucket = pa.array([zlib.crc32(i.encode()) % buckets for i in table.column("id").to_pylist()], pa.int32())
-    columns = {f.name: table.column(f.name).cast(f.type) if f.name in table.column_names and (f.name == "id" or not units)
-               else pa.nulls(n, f.type) for f in schema}
+    columns = {
+        f.name: table.column(f.name).cast(f.type)
+        if f.name in table.column_names and (f.name == "id" or not units)
+        else pa.nulls(n, f.type)
+        for f in schema
+    }
     columns[UNIT] = table.column(UNIT) if units else pa.nulls(n, pa.int32())
     columns[BUCKET] = bucket
     return pa.table(columns)

@@ -4,6 +4,7 @@ DataFrame shuffles (`resolve_spark`).
 Each task runs a unit through the segment's stage objects, exactly as the local runner does, so
 the kept documents are the same; Spark provides the scheduling, retries and the global shuffle.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,15 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (SparkSession.builder.master(master).appName("refinery")
-               .config("spark.sql.shuffle.partitions", "8")
-               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.ui.enabled", "false")
-               .config("spark.driver.host", "127.0.0.1")
-               .config("spark.driver.bindAddress", "127.0.0.1"))
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("refinery")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+    )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
@@ -55,8 +59,9 @@ class SparkRunner:
             for batch in batches:
                 units, paths = batch.column("unit").to_pylist(), batch.column("path").to_pylist()
                 results = [process_unit(plan, index, unit, path) for unit, path in zip(units, paths)]
-                yield pa.RecordBatch.from_pydict({"unit": units, "docs": [r[0] for r in results],
-                                                  "bytes": [r[1] for r in results]})
+                yield pa.RecordBatch.from_pydict(
+                    {"unit": units, "docs": [r[0] for r in results], "bytes": [r[1] for r in results]}
+                )
 
         units = self.spark.createDataFrame([(u, p) for u, p in pending], "unit long, path string")
         units.repartition(len(pending), "unit").mapInArrow(run_units, UNIT_RESULT).collect()

@@ -1,4 +1,5 @@
 """Exact, URL and MinHash near-duplicate removal with one answer on every engine."""
+
 from refinery.stages.dedup.api import deduplicate
 from refinery.stages.dedup.report import resolution_stats
 from refinery.stages.dedup.stage import REASONS, Dedup, DedupParams

@@ -3,6 +3,7 @@
 Used by tests and benchmarks to run each engine directly; the pipeline runners call the
 stage's `signatures` / `resolve_*` / `verdict` themselves.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa

@@ -4,6 +4,7 @@ check of a cluster's members against its kept document.
 Every engine calls these same functions on the same contents, so the edges, the connected
 components and the verified clusters are identical on every engine by construction.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,12 +9,15 @@ large-star node had neighbours on both sides and no small-star node had two smal
 neighbours; each step marks the edges it emits from such a node (`changed`), and marks
 carry forward, so one count per round decides convergence.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
 
 EDGE_SCHEMA = pa.schema([pa.field("src", pa.string()), pa.field("dst", pa.string())])
-FLAGGED_SCHEMA = pa.schema([pa.field("src", pa.string()), pa.field("dst", pa.string()), pa.field("changed", pa.int64())])
+FLAGGED_SCHEMA = pa.schema(
+    [pa.field("src", pa.string()), pa.field("dst", pa.string()), pa.field("changed", pa.int64())]
+)
 
 
 def _edges(pairs: list[tuple[str, str]]) -> pa.Table:
@@ -23,7 +26,8 @@ def _edges(pairs: list[tuple[str, str]]) -> pa.Table:
 
 def _flagged(pairs: list[tuple[str, str]], changed: bool) -> pa.Table:
     return pa.table(
-        {"src": [a for a, _ in pairs], "dst": [b for _, b in pairs], "changed": [int(changed)] * len(pairs)}, schema=FLAGGED_SCHEMA
+        {"src": [a for a, _ in pairs], "dst": [b for _, b in pairs], "changed": [int(changed)] * len(pairs)},
+        schema=FLAGGED_SCHEMA,
     )
 
 
@@ -65,7 +69,9 @@ def oriented(edges: pa.Table) -> pa.Table:
 
     src, dst = _flat(edges.column("src")), _flat(edges.column("dst"))
     greater = pc.greater(src, dst)
-    return pa.table({"u": pc.if_else(greater, src, dst), "v": pc.if_else(greater, dst, src), "changed": edges.column("changed")})
+    return pa.table(
+        {"u": pc.if_else(greater, src, dst), "v": pc.if_else(greater, dst, src), "changed": edges.column("changed")}
+    )
 
 
 def _flat(col) -> pa.Array:

@@ -5,6 +5,7 @@ Keep rule (all engines): in every cluster of two or more documents the document 
 smallest `id` (byte order of its UTF-8) is kept and names the cluster; every other member
 gets the method's reason. Documents in no cluster are not in the resolution (kept).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,7 +33,9 @@ def distinct_shingles(hashes: np.ndarray, offsets: np.ndarray) -> pa.ListArray:
 
 
 def resolution_schema(cluster_column: str) -> pa.Schema:
-    return pa.schema([pa.field("id", pa.string()), pa.field("reason", pa.string()), pa.field(cluster_column, pa.string())])
+    return pa.schema(
+        [pa.field("id", pa.string()), pa.field("reason", pa.string()), pa.field(cluster_column, pa.string())]
+    )
 
 
 def explode(signatures: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -47,10 +50,14 @@ def explode(signatures: pa.Table | pa.RecordBatch) -> pa.Table:
     return pa.table(cols)
 
 
-def assemble(members: np.ndarray | pa.Array, roots: np.ndarray | pa.Array, reason: str, cluster_column: str) -> pa.Table:
+def assemble(
+    members: np.ndarray | pa.Array, roots: np.ndarray | pa.Array, reason: str, cluster_column: str
+) -> pa.Table:
     """Resolution rows for cluster members (ids) given each member's root id (its cluster)."""
     members = members if isinstance(members, pa.Array) else pa.array(members, pa.string())
     roots = roots if isinstance(roots, pa.Array) else pa.array(roots, pa.string())
     reasons = pc.if_else(pc.equal(members, roots), pa.scalar(None, pa.string()), pa.scalar(reason, pa.string()))
-    table = pa.table({"id": members, "reason": reasons, cluster_column: roots}, schema=resolution_schema(cluster_column))
+    table = pa.table(
+        {"id": members, "reason": reasons, cluster_column: roots}, schema=resolution_schema(cluster_column)
+    )
     return table.sort_by("id")

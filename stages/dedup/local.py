@@ -1,5 +1,6 @@
 """In-process resolve: buckets by sorting, components with SciPy's sparse-graph routine, and
 (when verifying) each member checked against its cluster's kept document."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,7 +56,10 @@ def _against_roots(signatures: pa.Table, nodes, member: np.ndarray, roots: np.nd
     still have a member."""
     wanted = pa.array(nodes[member], pa.string())
     found = signatures.filter(pc.is_in(signatures.column("id"), value_set=wanted))
-    sets = {doc: np.asarray(s, dtype=np.int64) for doc, s in zip(found.column("id").to_pylist(), found.column("shingles").to_pylist())}
+    sets = {
+        doc: np.asarray(s, dtype=np.int64)
+        for doc, s in zip(found.column("id").to_pylist(), found.column("shingles").to_pylist())
+    }
     clusters: dict[int, list[int]] = {}
     for m, r in zip(member.tolist(), roots.tolist()):
         if m != r:

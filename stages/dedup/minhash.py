@@ -7,6 +7,7 @@ from `numpy.random.RandomState(seed)`, so for the same seed, permutation count a
 hashes our values equal `datasketch.MinHash(...).hashvalues`. The signatures come from one
 fused compiled loop (numba: wheels for every platform, no compiler at install time).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -3,6 +3,7 @@
 Works on a local Arrow table, a Ray Dataset or a Spark DataFrame; for the engines only the
 per-cluster sizes and the few example clusters' member ids come back to the driver.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,11 @@ def _sizes(resolution, column: str) -> pa.Table:
     import ray
 
     tables = [t.rename_columns(["cluster", "count"]) for t in ray.get(refs) if t.num_rows]
-    return pa.concat_tables(tables) if tables else pa.table({"cluster": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+    return (
+        pa.concat_tables(tables)
+        if tables
+        else pa.table({"cluster": pa.array([], pa.string()), "count": pa.array([], pa.int64())})
+    )
 
 
 def _members(resolution, column: str, clusters: list[str]) -> dict[str, list[str]]:

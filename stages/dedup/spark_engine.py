@@ -2,6 +2,7 @@
 DataFrame aggregations and joins (checkpointed locally each round to cut the lineage), and
 when verifying, each member's exact Jaccard with its kept document from two joins and Spark
 SQL's array functions. Plain PySpark: no GraphFrames or other jars."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,9 +37,16 @@ def _bucket_edges(df, threshold: float):
 def _large_star(edges):
     from pyspark.sql import functions as F
 
-    sym = edges.select(F.col("src").alias("u"), F.col("dst").alias("v")).union(edges.select(F.col("dst").alias("u"), F.col("src").alias("v")))
+    sym = edges.select(F.col("src").alias("u"), F.col("dst").alias("v")).union(
+        edges.select(F.col("dst").alias("u"), F.col("src").alias("v"))
+    )
     low = sym.groupBy("u").agg(F.min("v").alias("mv"))
-    return sym.join(low, "u").where(F.col("v") > F.col("u")).select(F.col("v").alias("src"), F.least("u", "mv").alias("dst")).distinct()
+    return (
+        sym.join(low, "u")
+        .where(F.col("v") > F.col("u"))
+        .select(F.col("v").alias("src"), F.least("u", "mv").alias("dst"))
+        .distinct()
+    )
 
 
 def _small_star(edges):
@@ -55,7 +63,12 @@ def _is_stars(edges) -> bool:
     """True when no node points at two roots and no root points anywhere (one Spark job)."""
     from pyspark.sql import functions as F
 
-    forked = edges.groupBy("src").agg(F.countDistinct("dst").alias("k")).where(F.col("k") > 1).select(F.col("src").alias("node"))
+    forked = (
+        edges.groupBy("src")
+        .agg(F.countDistinct("dst").alias("k"))
+        .where(F.col("k") > 1)
+        .select(F.col("src").alias("node"))
+    )
     chained = edges.select(F.col("dst").alias("node")).intersect(edges.select(F.col("src").alias("node")))
     return forked.union(chained).limit(1).count() == 0
 
@@ -67,7 +80,8 @@ def _against_roots(edges, df, threshold: float):
 
     sets = df.select("id", "shingles")
     pairs = edges.join(sets.select(F.col("id").alias("src"), F.col("shingles").alias("a")), "src").join(
-        sets.select(F.col("id").alias("dst"), F.col("shingles").alias("b")), "dst")
+        sets.select(F.col("id").alias("dst"), F.col("shingles").alias("b")), "dst"
+    )
     inter = F.size(F.array_intersect("a", "b"))
     union = F.size("a") + F.size("b") - inter
     return pairs.where(inter / union >= F.lit(threshold)).select("src", "dst").localCheckpoint()
@@ -88,5 +102,9 @@ def resolve_spark(df, *, reason: str, cluster_column: str, threshold: float, max
     if "shingles" in df.columns:
         edges = _against_roots(edges, df, threshold)
     members = edges.select(F.col("src").alias("id"), F.lit(reason).alias("reason"), F.col("dst").alias(cluster_column))
-    roots = edges.select(F.col("dst").alias("id")).distinct().select("id", F.lit(None).cast("string").alias("reason"), F.col("id").alias(cluster_column))
+    roots = (
+        edges.select(F.col("dst").alias("id"))
+        .distinct()
+        .select("id", F.lit(None).cast("string").alias("reason"), F.col("id").alias(cluster_column))
+    )
     return members.unionByName(roots)

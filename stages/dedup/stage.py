@@ -5,6 +5,7 @@ Jaccard threshold; those are the defaults. The map phase (`signatures`) runs per
 any worker; one resolve per engine builds the duplicate graph from LSH buckets and finds
 its connected components; `verdict` (shared) drops every member but the kept one.
 """
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -30,9 +31,14 @@ class DedupParams(StageParams):
     seed: int = Field(1, ge=0, lt=2**32, description="permutation seed (datasketch's default is 1)")
     bands: int | None = Field(None, ge=1, description="LSH bands; default derived from threshold")
     rows: int | None = Field(None, ge=1, description="rows per band; default derived from threshold")
-    verify: bool = Field(False, description="exact Jaccard: candidate pairs before linking them, members against their kept document (memory: every document's shingle set)")
+    verify: bool = Field(
+        False,
+        description="exact Jaccard: candidate pairs before linking them, members against their kept document (memory: every document's shingle set)",
+    )
     max_iterations: int = Field(100, ge=1, description="bound on distributed connected-component rounds")
-    partitions: int | None = Field(None, ge=1, description="Ray shuffle width; default Ray Data's (Spark: the session's)")
+    partitions: int | None = Field(
+        None, ge=1, description="Ray shuffle width; default Ray Data's (Spark: the session's)"
+    )
 
     @model_validator(mode="after")
     def _banding(self):
@@ -93,7 +99,9 @@ class Dedup(GlobalStage):
         p: DedupParams = self.params
         cols = {"id": batch.column("id").cast(pa.string())}
         if p.method == "exact":
-            cols["keys"] = pa.array([None if k is None else [k] for k in text.text_keys(batch.column("text"))], pa.list_(pa.int64()))
+            cols["keys"] = pa.array(
+                [None if k is None else [k] for k in text.text_keys(batch.column("text"))], pa.list_(pa.int64())
+            )
         elif p.method == "url":
             urls = batch.column("url") if "url" in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
             cols["keys"] = pa.array([None if k is None else [k] for k in text.url_keys(urls)], pa.list_(pa.int64()))
@@ -111,17 +119,32 @@ class Dedup(GlobalStage):
         return pa.RecordBatch.from_pydict(cols, schema=self.signature_schema)
 
     def resolve_local(self, signatures: pa.Table) -> pa.Table:
-        return resolve_local(signatures, reason=self.reason, cluster_column=self.cluster_column, threshold=self.params.threshold)
+        return resolve_local(
+            signatures, reason=self.reason, cluster_column=self.cluster_column, threshold=self.params.threshold
+        )
 
     def resolve_ray(self, signatures):
         from refinery.stages.dedup.ray_engine import resolve_ray
 
-        return resolve_ray(signatures, reason=self.reason, cluster_column=self.cluster_column, threshold=self.params.threshold, max_iterations=self.params.max_iterations, partitions=self.params.partitions)
+        return resolve_ray(
+            signatures,
+            reason=self.reason,
+            cluster_column=self.cluster_column,
+            threshold=self.params.threshold,
+            max_iterations=self.params.max_iterations,
+            partitions=self.params.partitions,
+        )
 
     def resolve_spark(self, signatures):
         from refinery.stages.dedup.spark_engine import resolve_spark
 
-        return resolve_spark(signatures, reason=self.reason, cluster_column=self.cluster_column, threshold=self.params.threshold, max_iterations=self.params.max_iterations)
+        return resolve_spark(
+            signatures,
+            reason=self.reason,
+            cluster_column=self.cluster_column,
+            threshold=self.params.threshold,
+            max_iterations=self.params.max_iterations,
+        )
 
     def resolution_stats(self, resolution) -> dict:
         from refinery.stages.dedup.report import resolution_stats

@@ -7,6 +7,7 @@ all in wrapping uint64 arithmetic. The scalar `shingle_hash` gives the same valu
 shingle ("w1 w2 ... wn", words joined by a space): passing it as `hashfunc` to
 `datasketch.MinHash` reproduces our signatures.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -101,7 +102,9 @@ class _CodePoints:
         out = self.table[cps]
         unknown = np.unique(cps[out == 255])
         if len(unknown):
-            chars = pa.array([chr(c) if not 0xD800 <= c < 0xE000 else "\ufffd" for c in unknown.tolist()], pa.large_string())
+            chars = pa.array(
+                [chr(c) if not 0xD800 <= c < 0xE000 else "\ufffd" for c in unknown.tolist()], pa.large_string()
+            )
             word = pc.match_substring_regex(chars, "^[\\p{L}\\p{N}\\p{M}]$").to_numpy(zero_copy_only=False)
             ideograph = pc.match_substring_regex(chars, "^" + _IDEOGRAPH[1:-1] + "$").to_numpy(zero_copy_only=False)
             self.table[unknown] = np.where(ideograph, IDEOGRAPH, np.where(word, WORD, SEPARATOR))
@@ -337,7 +340,9 @@ def _normalize_text(texts: pa.Array) -> pa.Array:
 
 def _digest64(values: list[str | None]) -> list[int | None]:
     return [
-        None if v is None else int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+        None
+        if v is None
+        else int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
         for v in values
     ]
 
@@ -368,7 +373,9 @@ def normalize_url(url: str | None) -> str | None:
     scheme = parts.scheme.lower()
     if port and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_"))
+    query = sorted(
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.lower().startswith("utm_")
+    )
     path = parts.path.rstrip("/") or ""
     return f"{host}{path}" + (f"?{urlencode(query)}" if query else "")
 

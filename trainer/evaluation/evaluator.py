@@ -15,6 +15,7 @@ completion, so a killed evaluator started again runs only the trials without one
 is retried, then recorded and left, and never stops the others; a checkpoint that the trainer's
 keep-N policy removed before its trials ran is skipped.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ class _Pool:
     def __init__(self, workers: int, threads: int):
         import multiprocessing
 
-        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_set_threads, initargs=(threads,))
+        self.executor = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_set_threads, initargs=(threads,)
+        )
 
     def submit(self, *args):
         return self.executor.submit(_trial, *args)
@@ -102,9 +104,18 @@ class _Ray:
 
 
 class Evaluator:
-    def __init__(self, train_out: str | Path, suite: Suite, *, workers: int = 1, runner: str = "local",
-                 address: str | None = None, watch: bool = False, poll_s: float = 2.0,
-                 idle_timeout_s: float | None = None):
+    def __init__(
+        self,
+        train_out: str | Path,
+        suite: Suite,
+        *,
+        workers: int = 1,
+        runner: str = "local",
+        address: str | None = None,
+        watch: bool = False,
+        poll_s: float = 2.0,
+        idle_timeout_s: float | None = None,
+    ):
         self.root = Path(train_out)
         self.checkpoints = folder_of(self.root)
         self.out = self.root / "eval"
@@ -115,8 +126,15 @@ class Evaluator:
         self.watch, self.poll_s, self.idle_timeout_s = watch, poll_s, idle_timeout_s
         # (step, task) -> trial key -> partial sums, from the records
         self.partials: dict[tuple[int, str], dict[str, dict]] = {}
-        self.status = {"trials_found_done": 0, "trials_run": 0, "trials_failed": 0, "retries": 0,
-                       "checkpoints_evaluated": [], "checkpoints_gone": [], "state": "running"}
+        self.status = {
+            "trials_found_done": 0,
+            "trials_run": 0,
+            "trials_failed": 0,
+            "retries": 0,
+            "checkpoints_evaluated": [],
+            "checkpoints_gone": [],
+            "state": "running",
+        }
         self.gone: set[int] = set()
         self.failed: set[tuple[int, str, str]] = set()
         self.tensorboard = None
@@ -129,7 +147,9 @@ class Evaluator:
     def _load_records(self) -> None:
         for part_file in sorted((self.out / "trials").glob("step_*/*/*.json")):
             step = int(part_file.parent.parent.name.removeprefix("step_"))
-            self.partials.setdefault((step, part_file.parent.name), {})[part_file.stem] = json.loads(part_file.read_text())
+            self.partials.setdefault((step, part_file.parent.name), {})[part_file.stem] = json.loads(
+                part_file.read_text()
+            )
         self.status["trials_found_done"] = sum(map(len, self.partials.values()))
 
     def _done(self, step: int, part: Part) -> bool:
@@ -159,20 +179,33 @@ class Evaluator:
 
     def _record_failure(self, step: int, part: Part, attempt: int, error: str) -> None:
         verdict = classify(error, 1)
-        record = {"step": step, "task": part.task, "trial": part.key, "attempt": attempt, "time": time.time(),
-                  **verdict, "error": error[-2000:]}
+        record = {
+            "step": step,
+            "task": part.task,
+            "trial": part.key,
+            "attempt": attempt,
+            "time": time.time(),
+            **verdict,
+            "error": error[-2000:],
+        }
         with open(self.out / "failures.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        log.warning("trial %s/%s of step %d failed (%s): %s", part.task, part.key, step, verdict["class"],
-                    verdict["evidence"])
+        log.warning(
+            "trial %s/%s of step %d failed (%s): %s", part.task, part.key, step, verdict["class"], verdict["evidence"]
+        )
 
     # --- the loop --------------------------------------------------------------------------
 
     def _pending(self, steps: list[int], running: set) -> list[tuple[int, Part]]:
         """Trials to run, newest checkpoint first, longest first within one."""
         order = sorted(self.parts, key=lambda p: -p.cost)
-        return [(step, p) for step in sorted(steps, reverse=True) if step not in self.gone for p in order
-                if not self._done(step, p) and (step, p.task, p.key) not in running | self.failed]
+        return [
+            (step, p)
+            for step in sorted(steps, reverse=True)
+            if step not in self.gone
+            for p in order
+            if not self._done(step, p) and (step, p.task, p.key) not in running | self.failed
+        ]
 
     def _finished(self) -> bool:
         """The training ended: it wrote its finished marker, or its supervisor gave up."""

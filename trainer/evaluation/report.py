@@ -1,6 +1,7 @@
 """The training report: training loss and every evaluation metric over steps, and the needle
 grid of the newest evaluated checkpoint as a heat map; one static page (inline SVG, no script)
 at TRAIN_OUT/eval/report.html, escaped and locked down like the data report."""
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,26 @@ def line_svg(title: str, points: list[tuple[float, float]]) -> str:
         y0, y1 = y0 - 0.5, y1 + 0.5
 
     def at(x, y):
-        return (left + (width - left - pad) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5),
-                20 + (height - 50) * (1 - (y - y0) / (y1 - y0)))
+        return (
+            left + (width - left - pad) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5),
+            20 + (height - 50) * (1 - (y - y0) / (y1 - y0)),
+        )
 
     coords = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in (at(x, y) for x, y in points))
-    parts = [f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-             f'<text x="{pad}" y="12">{esc(title)}</text>',
-             f'<line class="axis" x1="{left}" y1="{height - 30}" x2="{width - pad}" y2="{height - 30}"/>',
-             f'<polyline points="{coords}" fill="none" stroke="#3b6fd8" stroke-width="1.5"/>']
+    parts = [
+        f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'<text x="{pad}" y="12">{esc(title)}</text>',
+        f'<line class="axis" x1="{left}" y1="{height - 30}" x2="{width - pad}" y2="{height - 30}"/>',
+        f'<polyline points="{coords}" fill="none" stroke="#3b6fd8" stroke-width="1.5"/>',
+    ]
     for cx, cy in (at(x, y) for x, y in points) if len(points) <= 40 else ():
         parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.2" fill="#3b6fd8"/>')
-    parts.append(f'<text x="{left - 4}" y="24" text-anchor="end">{y1:.4g}</text>'
-                 f'<text x="{left - 4}" y="{height - 32}" text-anchor="end">{y0:.4g}</text>'
-                 f'<text x="{left}" y="{height - 16}">step {x0:g}</text>'
-                 f'<text x="{width - pad}" y="{height - 16}" text-anchor="end">{x1:g}</text></svg>')
+    parts.append(
+        f'<text x="{left - 4}" y="24" text-anchor="end">{y1:.4g}</text>'
+        f'<text x="{left - 4}" y="{height - 32}" text-anchor="end">{y0:.4g}</text>'
+        f'<text x="{left}" y="{height - 16}">step {x0:g}</text>'
+        f'<text x="{width - pad}" y="{height - 16}" text-anchor="end">{x1:g}</text></svg>'
+    )
     return "".join(parts)
 
 
@@ -59,20 +66,32 @@ def heatmap_svg(title: str, cells: dict[tuple[int, float], float]) -> str:
     lengths, depths = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})
     size, left, top = 46, 56, 30
     width, height = left + size * len(lengths) + 10, top + size * len(depths) + 30
-    parts = [f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-             f'<text x="4" y="12">{esc(title)}</text>']
+    parts = [
+        f'<svg role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'<text x="4" y="12">{esc(title)}</text>',
+    ]
     for j, depth in enumerate(depths):
-        parts.append(f'<text x="{left - 4}" y="{top + j * size + size / 2 + 4:.0f}" text-anchor="end">depth {depth:g}</text>')
+        parts.append(
+            f'<text x="{left - 4}" y="{top + j * size + size / 2 + 4:.0f}" text-anchor="end">depth {depth:g}</text>'
+        )
         for i, length in enumerate(lengths):
             value = cells.get((length, depth))
-            shade = "#eceef2" if value is None else f"rgb({int(216 - 157 * value)},{int(87 + 70 * value)},{int(59 + 31 * value)})"
+            shade = (
+                "#eceef2"
+                if value is None
+                else f"rgb({int(216 - 157 * value)},{int(87 + 70 * value)},{int(59 + 31 * value)})"
+            )
             label = "–" if value is None else f"{value:.2f}"
             x, y = left + i * size, top + j * size
-            parts.append(f'<rect x="{x}" y="{y}" width="{size - 2}" height="{size - 2}" fill="{shade}"/>'
-                         f'<text x="{x + size / 2 - 1:.0f}" y="{y + size / 2 + 4:.0f}" text-anchor="middle">{label}</text>')
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{size - 2}" height="{size - 2}" fill="{shade}"/>'
+                f'<text x="{x + size / 2 - 1:.0f}" y="{y + size / 2 + 4:.0f}" text-anchor="middle">{label}</text>'
+            )
     for i, length in enumerate(lengths):
-        parts.append(f'<text x="{left + i * size + size / 2 - 1:.0f}" y="{top + len(depths) * size + 14}" '
-                     f'text-anchor="middle">{length}</text>')
+        parts.append(
+            f'<text x="{left + i * size + size / 2 - 1:.0f}" y="{top + len(depths) * size + 14}" '
+            f'text-anchor="middle">{length}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -95,21 +114,32 @@ def render(train_out: str | Path) -> str:
     grids = []
     for task in sorted({r["task"] for r in results if _CELL.match(r["metric"])}):
         newest = max(r["step"] for r in results if r["task"] == task)
-        cells = {(int(m.group(1)), float(m.group(2))): r["value"] for r in results
-                 if r["task"] == task and r["step"] == newest and (m := _CELL.match(r["metric"]))}
+        cells = {
+            (int(m.group(1)), float(m.group(2))): r["value"]
+            for r in results
+            if r["task"] == task and r["step"] == newest and (m := _CELL.match(r["metric"]))
+        }
         grids.append(heatmap_svg(f"{task} · retrieved at step {newest} (length × depth)", cells))
     steps = sorted({r["step"] for r in results})
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>refinery training report · '
-            f'{esc(root.name)}</title><style>{STYLE}</style></head><body>'
-            f'<h1>Training report</h1><p class="muted">{esc(root)} · {len(training)} steps logged · '
-            f'{len(steps)} checkpoints evaluated · {when}</p>'
-            f'<h2>Loss and evaluation metrics over steps</h2><div class="hists">'
-            + "".join(f'<div class="hist">{p}</div>' for p in plots) + "</div>"
-            + ('<h2>Needle in a haystack</h2><div class="hists">'
-               + "".join(f'<div class="hist">{g}</div>' for g in grids) + "</div>" if grids else "")
-            + "</body></html>\n")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>refinery training report · '
+        f"{esc(root.name)}</title><style>{STYLE}</style></head><body>"
+        f'<h1>Training report</h1><p class="muted">{esc(root)} · {len(training)} steps logged · '
+        f"{len(steps)} checkpoints evaluated · {when}</p>"
+        f'<h2>Loss and evaluation metrics over steps</h2><div class="hists">'
+        + "".join(f'<div class="hist">{p}</div>' for p in plots)
+        + "</div>"
+        + (
+            '<h2>Needle in a haystack</h2><div class="hists">'
+            + "".join(f'<div class="hist">{g}</div>' for g in grids)
+            + "</div>"
+            if grids
+            else ""
+        )
+        + "</body></html>\n"
+    )
 
 
 def write_report(train_out: str | Path, out: str | Path | None = None) -> Path:

@@ -8,6 +8,7 @@
 
 Paths are relative to the suite file's folder or the working directory; shard folders may be URIs.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,10 +120,18 @@ def read_questions(path: str) -> list[dict]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None
         choices, answer = row.get("choices"), row.get("answer")
-        if not (isinstance(row.get("question"), str) and isinstance(choices, list) and len(choices) >= 2
-                and all(isinstance(c, str) for c in choices) and isinstance(answer, int) and 0 <= answer < len(choices)):
-            raise ValueError(f"{path}:{number}: expected question (string), choices (two or more strings), "
-                             "answer (an index into choices)")
+        if not (
+            isinstance(row.get("question"), str)
+            and isinstance(choices, list)
+            and len(choices) >= 2
+            and all(isinstance(c, str) for c in choices)
+            and isinstance(answer, int)
+            and 0 <= answer < len(choices)
+        ):
+            raise ValueError(
+                f"{path}:{number}: expected question (string), choices (two or more strings), "
+                "answer (an index into choices)"
+            )
         rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no questions")
@@ -151,7 +160,9 @@ def load_suite(path: str | os.PathLike) -> Suite:
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(str(path), key, "unknown key" if first["type"] == "extra_forbidden" else first["msg"]) from None
+        raise ConfigError(
+            str(path), key, "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        ) from None
     base = path.parent
     suite.tokenizer = str(resolve_path(suite.tokenizer, base))
     try:

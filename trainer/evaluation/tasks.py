@@ -5,6 +5,7 @@ needle grid, or a block of questions. `run_trial` scores one trial of one checkp
 and returns its partial sums; `merge` turns every partial of a (checkpoint, task) into metrics.
 Workers keep the last checkpoint's model, the tokenizer and the shard readers between trials.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,24 @@ from refinery.trainer.evaluation.suite import (
 )
 from refinery.trainer.model import InternLM2ForCausalLM
 
-_NAMES = ("amber", "cedar", "harbor", "willow", "granite", "meadow", "falcon", "copper", "juniper", "lantern",
-          "orchid", "summit", "thistle", "violet", "walnut", "zephyr")
+_NAMES = (
+    "amber",
+    "cedar",
+    "harbor",
+    "willow",
+    "granite",
+    "meadow",
+    "falcon",
+    "copper",
+    "juniper",
+    "lantern",
+    "orchid",
+    "summit",
+    "thistle",
+    "violet",
+    "walnut",
+    "zephyr",
+)
 
 
 @dataclass(frozen=True)
@@ -53,16 +70,23 @@ def plan(suite: Suite) -> list[Part]:
                     raise ValueError(f"{task.name}: {path} holds fewer than {task.seq_len + 1} tokens")
                 for a in range(0, windows, task.windows_per_trial):
                     b = min(windows, a + task.windows_per_trial)
-                    parts.append(Part(task.name, f"{source}-w{a:07d}-{b:07d}", ("windows", source, a, b),
-                                      (b - a) * task.seq_len))
+                    parts.append(
+                        Part(task.name, f"{source}-w{a:07d}-{b:07d}", ("windows", source, a, b), (b - a) * task.seq_len)
+                    )
         elif isinstance(task, NeedleTask):
             for length in task.lengths:
                 if _dataset(task.haystack, length).windows_per_epoch(0) < task.repeats:
                     raise ValueError(f"{task.name}: {task.haystack} holds fewer than {task.repeats} x {length} tokens")
                 for depth in task.depths:
                     for r in range(task.repeats):
-                        parts.append(Part(task.name, f"L{length}-d{depth:.3f}-r{r}", ("needle", length, depth, r),
-                                          length * task.candidates))
+                        parts.append(
+                            Part(
+                                task.name,
+                                f"L{length}-d{depth:.3f}-r{r}",
+                                ("needle", length, depth, r),
+                                length * task.candidates,
+                            )
+                        )
         else:
             n = len(_rows(task.data))
             for a in range(0, n, task.questions_per_trial):
@@ -117,8 +141,9 @@ def load_model(checkpoints: str | Path, step: int, device: torch.device) -> Inte
 
 
 @torch.no_grad()
-def sequence_loglikelihoods(model, sequences: list[list[int]], continuation: list[int], batch_size: int,
-                            device: torch.device) -> list[float]:
+def sequence_loglikelihoods(
+    model, sequences: list[list[int]], continuation: list[int], batch_size: int, device: torch.device
+) -> list[float]:
     """log P(last `continuation[i]` tokens of `sequences[i]` | the tokens before them), summed
     over those tokens, in float32; sequences are right-padded into batches."""
     out = []
@@ -145,7 +170,9 @@ def choice_tokens(tokenizer: Tokenizer, question: str, choices: list[str]) -> tu
     sequences, tails = [], []
     for choice in choices:
         whole = tokenizer.encode([f"{question} {choice}"])[0].tolist()
-        tail = len(whole) - len(context) if whole[: len(context)] == context else len(tokenizer.encode([f" {choice}"])[0])
+        tail = (
+            len(whole) - len(context) if whole[: len(context)] == context else len(tokenizer.encode([f" {choice}"])[0])
+        )
         sequences.append(bos + whole)
         tails.append(max(1, tail))
     return sequences, tails
@@ -171,8 +198,11 @@ def needle(task: NeedleTask, length: int, depth: float, repeat: int) -> tuple[st
     rng = random.Random(f"{task.seed}/{length}/{depth}/{repeat}")
     name = f"the {rng.choice(_NAMES)} {rng.choice(_NAMES)}"
     numbers = rng.sample(range(100_000, 1_000_000), task.candidates)
-    return (f" The secret number of {name} is {numbers[0]}.",
-            f" What is the secret number of {name}? The secret number of {name} is", numbers)
+    return (
+        f" The secret number of {name} is {numbers[0]}.",
+        f" What is the secret number of {name}? The secret number of {name} is",
+        numbers,
+    )
 
 
 def _needle(task: NeedleTask, spec: tuple, model, suite: Suite, device) -> dict:
@@ -185,8 +215,9 @@ def _needle(task: NeedleTask, spec: tuple, model, suite: Suite, device) -> dict:
     hay = _dataset(task.haystack, length).window(0, repeat)["input_ids"][: max(room, 0)].tolist()
     at = int(round(depth * len(hay)))
     prompt = hay[:at] + fact_ids + hay[at:] + question_ids
-    scores = sequence_loglikelihoods(model, [prompt + a for a in answers], [len(a) for a in answers],
-                                     suite.batch_size, device)
+    scores = sequence_loglikelihoods(
+        model, [prompt + a for a in answers], [len(a) for a in answers], suite.batch_size, device
+    )
     rank = sum(s > scores[0] for s in scores[1:])
     return {"length": length, "depth": depth, "rank": rank, "retrieved": int(rank == 0)}
 
@@ -239,5 +270,7 @@ def merge(task, partials: list[dict]) -> dict[str, float]:
             metrics[f"retrieved/L{length}/d{depth:g}"] = sum(found) / len(found)
         return metrics
     n = sum(p["questions"] for p in partials)
-    return {"accuracy": sum(p["correct"] for p in partials) / n,
-            "accuracy_norm": sum(p["correct_norm"] for p in partials) / n}
+    return {
+        "accuracy": sum(p["correct"] for p in partials) / n,
+        "accuracy_norm": sum(p["correct_norm"] for p in partials) / n,
+    }
