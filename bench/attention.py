@@ -80,7 +80,8 @@ def main() -> None:
             found[kind, length] = json.loads(out.splitlines()[-1])
             r = found[kind, length]
             print(
-                f"{kind:13s} T={length:6d}: peak RSS {r['peak_mib']:8.0f} MiB, {r['above_model_mib']:8.0f} MiB above the model"
+                f"{kind:13s} T={length:6d}: peak RSS {r['peak_mib']:8.0f} MiB, {r['above_model_mib']:8.0f} MiB "
+                "above the model"
             )
     lo, hi = min(args.lengths), max(args.lengths)
     for kind in ("per-document", "dense"):

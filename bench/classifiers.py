@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         ("datatrove FastTextClassifierFilter", theirs, theirs_kept),
     ):
         print(
-            f"{name:36s} {len(texts) / clock.wall:6.0f} docs/s  {mb / clock.wall:5.2f} MB/s  (CPU {clock.cpu:.2f} s)  kept {kept}"
+            f"{name:36s} {len(texts) / clock.wall:6.0f} docs/s  {mb / clock.wall:5.2f} MB/s  "
+            f"(CPU {clock.cpu:.2f} s)  kept {kept}"
         )
     print(f"refinery keeps exactly the documents of per-document Python preparation: {same}")
     print(f"ratio refinery/datatrove: {theirs.wall / ours.wall:.2f}x wall, {theirs.cpu / ours.cpu:.2f}x CPU")

@@ -223,7 +223,8 @@ def main() -> None:
     copies = build(args.docs, args.dup_rate, args.work / "input")
     mb = sum(p.stat().st_size for p in (args.work / "input").glob("*.parquet")) / 1e6
     print(
-        f"{args.docs} documents ({copies} injected edited copies), {FILES} Parquet files, {mb:.0f} MB, built in {time.perf_counter() - start:.0f} s"
+        f"{args.docs} documents ({copies} injected edited copies), {FILES} Parquet files, {mb:.0f} MB, built in "
+        f"{time.perf_counter() - start:.0f} s"
     )
     results = {}
     for name, fn in (("refinery", run_refinery), ("datatrove", run_datatrove)):

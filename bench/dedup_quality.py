@@ -96,7 +96,8 @@ def main() -> None:
     hashes, offsets = dtext.shingle_hashes(table.column("text"), 5)
     sets = [np.unique(hashes[offsets[i] : offsets[i + 1]]) for i in range(len(ids))]
     print(
-        f"{len(ids)} documents from {args.sources} sources, {len(STRENGTHS)} variants each; 5-gram shingles, 128 permutations"
+        f"{len(ids)} documents from {args.sources} sources, {len(STRENGTHS)} variants each; 5-gram shingles, 128 "
+        "permutations"
     )
     print("| threshold | verify | bands x rows | dropped | P @0.8 | R @0.8 | P @0.7 | R @0.7 | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -110,7 +111,8 @@ def main() -> None:
         scores = " | ".join(f"{r[t][1]:.3f} | {r[t][2]:.3f}" for t in THRESHOLDS)
         print(f"| {threshold} | {verify} | {bands} x {rows} | {r['found']} | {scores} | {sec:.1f} |")
     print(
-        f"true pairs: {r[0.8][0]} at >= 0.8, {r[0.7][0]} at >= 0.7; same-source pairs per Jaccard bin [0,.3,.5,.6,.7,.8,.9,1]: {r['spread']}"
+        f"true pairs: {r[0.8][0]} at >= 0.8, {r[0.7][0]} at >= 0.7; same-source pairs per Jaccard bin "
+        f"[0,.3,.5,.6,.7,.8,.9,1]: {r['spread']}"
     )
 
 

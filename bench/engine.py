@@ -98,7 +98,8 @@ def main() -> None:
         f"refinery (local runner, 1 worker): {ours:8.1f} s  {docs / ours:10,.0f} docs/s  {size / ours / 1e6:7.1f} MB/s"
     )
     print(
-        f"datatrove (LocalPipelineExecutor, 1 task): {theirs:8.1f} s  {docs / theirs:10,.0f} docs/s  {size / theirs / 1e6:7.1f} MB/s"
+        f"datatrove (LocalPipelineExecutor, 1 task): {theirs:8.1f} s  {docs / theirs:10,.0f} docs/s  "
+        f"{size / theirs / 1e6:7.1f} MB/s"
     )
     print(f"ratio (datatrove time / refinery time, per core): {theirs / ours:.2f}x")
     if not args.workdir:

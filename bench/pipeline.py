@@ -435,7 +435,8 @@ def report(pages: int, workers: int, results: dict[str, tuple[float, float, dict
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, (wall, cpu, stages, tokens) in results.items():
         print(
-            f"| {name} | {wall:.1f} | {cpu:.1f} | {pages / cpu:.2f} | {pages / wall / workers:.2f} | {stages['tokenize'][2]:,} | {tokens:,} |"
+            f"| {name} | {wall:.1f} | {cpu:.1f} | {pages / cpu:.2f} | {pages / wall / workers:.2f} | "
+            f"{stages['tokenize'][2]:,} | {tokens:,} |"
         )
     (rw, rc, ours, _), (dw, dc, peer, _) = results.values()
     print(f"refinery / datatrove: {dc / rc:.2f}x per core (CPU), {dw / rw:.2f}x per worker (wall)\n")
@@ -453,7 +454,8 @@ def report(pages: int, workers: int, results: dict[str, tuple[float, float, dict
         print(f"| {stage} | {cells(ours.get(stage), rc)} | {cells(peer[stage], dc)} |")
     rest = [cpu - sum(s[0] or 0.0 for s in stages.values()) for _, cpu, stages, _ in results.values()]
     print(
-        f"| rest of the CPU time | {rest[0]:.1f} | {100 * rest[0] / rc:.0f}% | | {rest[1]:.1f} | {100 * rest[1] / dc:.0f}% | |"
+        f"| rest of the CPU time | {rest[0]:.1f} | {100 * rest[0] / rc:.0f}% | | {rest[1]:.1f} | "
+        f"{100 * rest[1] / dc:.0f}% | |"
     )
     print(
         "Stage seconds are each pipeline's own timers summed over workers; share = of that side's CPU s.\n"

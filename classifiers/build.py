@@ -310,7 +310,8 @@ def run(args) -> int:
         card = build(name, root, out)
         held = card["heldout"]
         print(
-            f"{name}: accuracy {held['accuracy']:.4f}, auc {held.get('auc', float('nan')):.4f} on {held['n']} held-out examples -> {out / card['model']}"
+            f"{name}: accuracy {held['accuracy']:.4f}, auc {held.get('auc', float('nan')):.4f} on {held['n']} "
+            f"held-out examples -> {out / card['model']}"
         )
     return 0
 

@@ -65,7 +65,10 @@ def _size(n: float) -> str:
 
 
 def format_funnel(stats: list[dict]) -> str:
-    header = f"{'stage':<14}{'in':>10}{'kept':>10}{'dropped':>10}{'errored':>9}{'kept %':>8}{'bytes in':>11}{'bytes kept':>12}  top reasons"
+    header = (
+        f"{'stage':<14}{'in':>10}{'kept':>10}{'dropped':>10}{'errored':>9}{'kept %':>8}"
+        f"{'bytes in':>11}{'bytes kept':>12}  top reasons"
+    )
     lines = [header, "-" * len(header)]
     for s in stats:
         mark = "*" if s.get("partial") else ""
@@ -73,7 +76,8 @@ def format_funnel(stats: list[dict]) -> str:
         reasons = {**s["dropped_by_reason"], **{f"error:{k}": v for k, v in s["errors_by_kind"].items()}}
         top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
         lines.append(
-            f"{s['stage'] + mark:<14}{s['docs_in']:>10,}{s['docs_kept']:>10,}{s['docs_dropped']:>10,}{s['docs_errored']:>9,}"
+            f"{s['stage'] + mark:<14}{s['docs_in']:>10,}{s['docs_kept']:>10,}{s['docs_dropped']:>10,}"
+            f"{s['docs_errored']:>9,}"
             f"{share:>7.1f}%{_size(s['bytes_in']):>11}{_size(s['bytes_kept']):>12}  {top}"
         )
     if is_partial(stats):

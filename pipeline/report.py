@@ -37,13 +37,16 @@ def funnel_svg(stats: list[dict], key_in: str, key_kept: str, label) -> str:
         lost_w = (width - left - 110) * max(s[key_in] - s[key_kept], 0) / top
         parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{esc(s["stage"])}</text>')
         parts.append(
-            f'<rect class="kept" x="{left}" y="{y}" width="{kept_w:.1f}" height="{row - 6}"><title>kept {esc(label(s[key_kept]))}</title></rect>'
+            f'<rect class="kept" x="{left}" y="{y}" width="{kept_w:.1f}" height="{row - 6}"><title>kept '
+            f"{esc(label(s[key_kept]))}</title></rect>"
         )
         parts.append(
-            f'<rect class="drop" x="{left + kept_w:.1f}" y="{y}" width="{lost_w:.1f}" height="{row - 6}"><title>removed {esc(label(s[key_in] - s[key_kept]))}</title></rect>'
+            f'<rect class="drop" x="{left + kept_w:.1f}" y="{y}" width="{lost_w:.1f}" '
+            f'height="{row - 6}"><title>removed {esc(label(s[key_in] - s[key_kept]))}</title></rect>'
         )
         parts.append(
-            f'<text x="{left + kept_w + lost_w + 6:.1f}" y="{y + 14}">{esc(label(s[key_kept]))} / {esc(label(s[key_in]))}</text>'
+            f'<text x="{left + kept_w + lost_w + 6:.1f}" y="{y + 14}">{esc(label(s[key_kept]))} / '
+            f"{esc(label(s[key_in]))}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -114,10 +117,14 @@ def _reasons(stats: list[dict]) -> str:
         )
         for reason, n, what in sorted(reasons, key=lambda r: -r[1]):
             share = 100.0 * n / s["docs_in"] if s["docs_in"] else 0.0
-            bar = f'<svg width="160" height="12"><rect class="drop" x="0" y="1" width="{160 * n / top:.1f}" height="10"/></svg>'
+            bar = (
+                f'<svg width="160" height="12"><rect class="drop" x="0" y="1" width="{160 * n / top:.1f}" '
+                'height="10"/></svg>'
+            )
             any_order = f"{failed[reason]:,}" if reason in failed else ""
             out.append(
-                f"<tr><td>{esc(reason)}</td><td>{what or label}</td><td>{n:,}</td><td>{share:.2f}%</td><td>{any_order}</td><td>{bar}</td></tr>"
+                f"<tr><td>{esc(reason)}</td><td>{what or label}</td><td>{n:,}</td><td>{share:.2f}%</td>"
+                f"<td>{any_order}</td><td>{bar}</td></tr>"
             )
         out.append("</table>")
     return "".join(out) or '<p class="muted">No document was dropped.</p>'
@@ -188,12 +195,14 @@ def render(run_dir: str | RunDir, stats: list[dict] | None = None) -> str:
         [
             '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-            f"<title>refinery report · {esc(run.uri.rstrip('/').rsplit('/', 1)[-1])}</title><style>{STYLE}</style></head><body>",
+            "<title>refinery report · "
+            f"{esc(run.uri.rstrip('/').rsplit('/', 1)[-1])}</title><style>{STYLE}</style></head><body>",
             f'<h1>refinery report</h1><div class="muted">run <code>{esc(run.uri)}</code> · written {when}'
             f"{' · partial' if partial else ''}</div>",
             banner,
             f'<p id="summary">{first["docs_in"]:,} documents read ({esc(_size(first["bytes_in"]))}), '
-            f"{last['docs_kept']:,} kept ({esc(_size(last['bytes_kept']))}) after {max(len(stats) - 1, 0)} stage(s).</p>",
+            f"{last['docs_kept']:,} kept ({esc(_size(last['bytes_kept']))}) after {max(len(stats) - 1, 0)} "
+            "stage(s).</p>",
             '<h2 id="funnel-docs">Funnel: documents</h2>',
             funnel_svg(stats, "docs_in", "docs_kept", lambda n: f"{n:,}"),
             '<h2 id="funnel-bytes">Funnel: bytes</h2>',

@@ -1,4 +1,5 @@
-"""The document schema every stage reads and writes: `id`, `text`, `url`, `source`, plus the typed columns stages add."""
+"""The document schema every stage reads and writes: `id`, `text`, `url`, `source`, plus the typed
+columns stages add."""
 
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ What travels with the job (its runtime environment):
 - the project's code, with `--code ship`: the package folders and bundled files (models,
   blocklists, conf) staged as one `refinery` module in `py_modules`, for clusters whose image
   lacks lm-refinery. Then stage files under the project are kept relative, so they resolve
-  against the shipped copy (also placed in the job's working directory). `--code installed` (the default) relies on the cluster's own
-  install: nothing is uploaded but the config, and no editable checkout is shadowed.
+  against the shipped copy (also placed in the job's working directory). `--code installed` (the
+  default) relies on the cluster's own install: nothing is uploaded but the config, and no
+  editable checkout is shadowed.
 
 Authentication: Ray's token authentication stays on. The token is sent as an
 `Authorization: Bearer` header, taken from --token-file, else RAY_AUTH_TOKEN, else the file named

@@ -31,7 +31,10 @@ from refinery.pipeline.stats import HistogramSpec
 KINDS = ("email", "ip", "phone", "credit_card", "iban")
 EXAMPLE_CONTEXT = 60
 
-EMAIL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
+EMAIL = (
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
+)
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # The checked kinds: a pattern for Python's `re` and the RE2 prefilter that finds the documents
 # with a candidate; IP addresses have one of each per version. The lookarounds keep a match

@@ -26,7 +26,10 @@ def test_tokenize_folder_has_no_init(root):
 
 
 def test_stdlib_tokenize_and_inspect_from_repo_root(root):
-    code = "import tokenize, inspect, refinery.pipeline; print(tokenize.__file__); print(inspect.getsourcefile(tokenize.open))"
+    code = (
+        "import tokenize, inspect, refinery.pipeline; "
+        "print(tokenize.__file__); print(inspect.getsourcefile(tokenize.open))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     ).stdout.split()

@@ -27,7 +27,10 @@ del _ALL_CHARS
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}"
 _CONTRACTION = r"(?i:s|t|re|ll|ve|d|m)\b"
 # Common abbreviations that keep their period (a tokenizer's exception list, abridged).
-_ABBREVIATIONS = "Mr|Mrs|Ms|Dr|St|Jr|Sr|Mt|Prof|Gen|Gov|Sen|Rep|Rev|Inc|Ltd|Co|Corp|vs|etc|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+_ABBREVIATIONS = (
+    "Mr|Mrs|Ms|Dr|St|Jr|Sr|Mt|Prof|Gen|Gov|Sen|Rep|Rev|Inc|Ltd|Co|Corp|vs|etc|"
+    "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+)
 _TAIL = r"""
 | (?:https?://|www\.)\S+?(?=[.,;:!?)\]}}"'»”’]*(?:\s|\Z))
 | [\w.+-]+@[\w-]+(?:\.[\w-]+)+

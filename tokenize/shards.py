@@ -1,16 +1,16 @@
 """Token shards: Arrow IPC *files* (random access, memory-mappable) plus `manifest.json`.
 
-Each shard holds `input_ids: list<int32>` and `doc_id: string`, one row per document, cut
-into record batches ("blocks") of about `block_tokens` tokens. Blocks are the loader's unit
-of shuffling and of random access, so the manifest records every block's documents, tokens,
-byte range and XXH3-128 digest (fast enough to check on every first read): a reader can place any global token position without opening a shard,
-and verifies each block when it first reads it (the bytes outside the blocks, i.e. schema and
-footer, are checked against `meta_xxh3_128` when the shard is opened), so no corrupted byte is
-used and the first batch does not wait for a whole shard to be hashed. `checksum` (sha256)
-covers the whole file, for tools that copy shards around. Output is a pure
-function of the input rows and the sizes: buffers are rebuilt from zero, nothing is
-compressed, and no timestamps or host names are written, so identical input gives
-byte-identical shards. A pipeline run's shards are written by its workers, one writer per
+Each shard holds `input_ids: list<int32>` and `doc_id: string`, one row per document, cut into
+record batches ("blocks") of about `block_tokens` tokens. Blocks are the loader's unit of
+shuffling and of random access, so the manifest records every block's documents, tokens, byte
+range and XXH3-128 digest (fast enough to check on every first read): a reader can place any
+global token position without opening a shard, and verifies each block when it first reads it
+(the bytes outside the blocks, i.e. schema and footer, are checked against `meta_xxh3_128` when
+the shard is opened), so no corrupted byte is used and the first batch does not wait for a whole
+shard to be hashed. `checksum` (sha256) covers the whole file, for tools that copy shards
+around. Output is a pure function of the input rows and the sizes: buffers are rebuilt from
+zero, nothing is compressed, and no timestamps or host names are written, so identical input
+gives byte-identical shards. A pipeline run's shards are written by its workers, one writer per
 chunk of documents, and its manifest is merged from the chunks' manifests (`merge_manifests`);
 `write_shards` builds a whole local folder at once, which appears atomically.
 """

@@ -33,7 +33,8 @@ class DedupParams(StageParams):
     rows: int | None = Field(None, ge=1, description="rows per band; default derived from threshold")
     verify: bool = Field(
         False,
-        description="exact Jaccard: candidate pairs before linking them, members against their kept document (memory: every document's shingle set)",
+        description="exact Jaccard: candidate pairs before linking them, members against their kept document "
+        "(memory: every document's shingle set)",
     )
     max_iterations: int = Field(100, ge=1, description="bound on distributed connected-component rounds")
     partitions: int | None = Field(
