@@ -54,7 +54,7 @@ def measure(stage_name: str, size: int) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    from refinery.pipeline.plan import tag
+    from refinery.pipeline.execute import tag
     from refinery.pipeline.registry import stage_class
     from refinery.pipeline.stage import run_map_stage
 

@@ -22,7 +22,7 @@ EXTENSIONS = (
 def _run(args) -> int:
     from refinery.pipeline.config import load_job
     from refinery.pipeline.funnel import format_funnel
-    from refinery.pipeline.runners import run
+    from refinery.pipeline.run import run
 
     overrides = {"runner": args.runner}
     job = load_job(args.conf, overrides)

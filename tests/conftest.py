@@ -45,7 +45,7 @@ def one_thread():
 
 @pytest.fixture
 def runner_options(request):
-    """`runner_options(runner, workers)`: what `runners.run` takes to run on that runner in a test:
+    """`runner_options(runner, workers)`: what `run` takes to run on that runner in a test:
     local worker processes, the session's Spark, or the session's embedded Ray."""
 
     def options(runner: str, workers: int = 1) -> dict:

@@ -23,10 +23,11 @@ from funnel_checks import check_invariants
 from services import RayHead, RayNode
 
 from refinery.loaders import TokenDataset
-from refinery.pipeline import runners, service
+from refinery.pipeline import service
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.funnel import load_stats
+from refinery.pipeline.run import run
 
 pytest.importorskip("aiohttp_cors", reason="the Ray dashboard and Jobs API need ray[default]")
 
@@ -82,7 +83,7 @@ def demo_on_s3(s3, root, tmp_path_factory) -> Path:
 def local_demo(demo_on_s3, tmp_path_factory) -> Path:
     """The same job on the local runner into a local folder: what every other run must equal."""
     out = tmp_path_factory.mktemp("local") / "run"
-    runners.run(load_job(demo_on_s3), out, runner="local", workers=2)
+    run(load_job(demo_on_s3), out, runner="local", workers=2)
     return out
 
 
@@ -171,7 +172,7 @@ def test_demo_on_two_nodes_writes_its_run_to_s3(
 def test_spark_runner_writes_its_run_to_s3(s3, spark, demo_on_s3, local_demo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s3.bucket("spark-runs")
-    runners.run(load_job(demo_on_s3), "s3://spark-runs/demo", runner="spark", spark=spark)
+    run(load_job(demo_on_s3), "s3://spark-runs/demo", runner="spark", spark=spark)
     remote, local = files("spark-runs/demo"), local_files(local_demo)
     names = sorted(n for n in local if n.startswith(("docs/", "shards/")))
     assert names == sorted(n for n in remote if n.startswith(("docs/", "shards/")))

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from funnel_checks import check_invariants
 
-from refinery.pipeline import runners
 from refinery.pipeline.config import ConfigError, validate
 from refinery.pipeline.report import render
+from refinery.pipeline.run import run
 from refinery.pipeline.rundir import RunDir
 from refinery.pipeline.stage import run_map_stage
 from refinery.pipeline.stats import EXAMPLES_PER_REASON
@@ -206,7 +206,7 @@ def test_runners_agree(runner, tmp_path, runner_options, corpus):
             "stages": [{"stage": "decontaminate", "benchmarks": [str(bench)]}],
         }
     )
-    stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **runner_options(runner, 2))]
+    stats = [s.to_dict() for s in run(job, tmp_path / "run", runner=runner, **runner_options(runner, 2))]
     check_invariants(stats)
     assert stats[1]["dropped_by_reason"] == {"contaminated": 10}
     assert stats[1]["extra"]["benchmark_rows"] == 10 and stats[1]["extra"]["contaminated:reading.jsonl"] == 10
@@ -235,11 +235,11 @@ def test_run_directory_and_benchmarks_on_s3(tmp_path, s3, corpus):
         }
     )
     out = f"s3://{bucket}/run"
-    stats = [s.to_dict() for s in runners.run(job, out, runner="local")]
+    stats = [s.to_dict() for s in run(job, out, runner="local")]
     check_invariants(stats)
     assert stats[1]["dropped_by_reason"] == {"contaminated": 5}
     key = "run/_work/decontaminate.index.arrow"
     first = s3.client().head_object(Bucket="decont", Key=key)["LastModified"]
-    assert [s.to_dict() for s in runners.run(job, out, runner="local")][1]["docs_dropped"] == 5
+    assert [s.to_dict() for s in run(job, out, runner="local")][1]["docs_dropped"] == 5
     assert s3.client().head_object(Bucket="decont", Key=key)["LastModified"] == first
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")

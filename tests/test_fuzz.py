@@ -27,10 +27,10 @@ from services import MARKER, _marked
 
 from refinery.loaders import TokenDataset
 from refinery.loaders.source import ShardCorrupt
-from refinery.pipeline import runners
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import ConfigError, load_job
 from refinery.pipeline.funnel import load_stats
+from refinery.pipeline.run import run
 from refinery.tokenize.shards import MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,10 +219,10 @@ def ray_stats(cases, tmp_path_factory) -> dict:
     jobs = {fmt: str(job_file(folder, fmt)) for fmt, (folder, *_) in cases.items()}
     script = (
         "import json, sys\n"
-        "from refinery.pipeline import runners\n"
+        "from refinery.pipeline.run import run\n"
         "from refinery.pipeline.config import load_job\n"
         "jobs, base = json.loads(sys.argv[1]), sys.argv[2]\n"
-        "out = {fmt: [s.to_dict() for s in runners.run(load_job(path), f'{base}/{fmt}', runner='ray')]\n"
+        "out = {fmt: [s.to_dict() for s in run(load_job(path), f'{base}/{fmt}', runner='ray')]\n"
         "       for fmt, path in jobs.items()}\n"
         "print(json.dumps(out))\n"
     )
@@ -251,9 +251,7 @@ def ray_stats(cases, tmp_path_factory) -> dict:
 def test_runner_counts_every_bad_input(cases, fmt, runner, tmp_path, request):
     folder, errors, dropped, expect = cases[fmt]
     options = {"workers": 2} if runner == "local" else {"spark": request.getfixturevalue("spark")}
-    stats = [
-        s.to_dict() for s in runners.run(load_job(job_file(folder, fmt)), tmp_path / "run", runner=runner, **options)
-    ]
+    stats = [s.to_dict() for s in run(load_job(job_file(folder, fmt)), tmp_path / "run", runner=runner, **options)]
     check(stats, errors, dropped, expect, tmp_path / "run")
 
 
@@ -265,9 +263,7 @@ def test_ray_runner_counts_every_bad_input(cases, ray_stats, fmt):
 
 def test_huge_document_truncated_on_request(cases, tmp_path):
     folder = cases["jsonl"][0]
-    stats = runners.run(
-        load_job(job_file(folder, "jsonl", oversize="truncate")), tmp_path / "run", runner="local", workers=1
-    )
+    stats = run(load_job(job_file(folder, "jsonl", oversize="truncate")), tmp_path / "run", runner="local", workers=1)
     assert stats[0].extra == {"truncated": 1} and "too_large" not in stats[0].dropped_by_reason
     docs = pq.read_table(tmp_path / "run" / "docs").to_pydict()
     huge = docs["text"][docs["id"].index("huge")]
@@ -314,7 +310,7 @@ def test_out_naming_a_file_is_one_config_error(cases, tmp_path, capsys):
 def test_rerun_removes_what_an_interrupted_attempt_left(cases, tmp_path):
     job = load_job(job_file(cases["jsonl"][0], "jsonl"))
     run = tmp_path / "run"
-    runners.run(job, run, runner="local", workers=1)
+    run(job, run, runner="local", workers=1)
 
     def outputs() -> dict:  # statistics aside: they carry timings
         return {
@@ -333,7 +329,7 @@ def test_rerun_removes_what_an_interrupted_attempt_left(cases, tmp_path):
     for path in left:
         path.write_bytes(b"half written")
     (run / "_done" / "s1-000000").unlink()  # and one unit to redo
-    runners.run(job, run, runner="local", workers=1)
+    run(job, run, runner="local", workers=1)
     assert not [p for p in run.rglob("*.tmp")]
     assert outputs() == before
 
@@ -341,7 +337,7 @@ def test_rerun_removes_what_an_interrupted_attempt_left(cases, tmp_path):
 @pytest.mark.parametrize("change", [-1, +1])
 def test_manifest_token_counts_are_checked_against_the_shard(cases, change, tmp_path):
     job = load_job(job_file(cases["jsonl"][0], "jsonl"))
-    runners.run(job, tmp_path / "run", runner="local", workers=1)
+    run(job, tmp_path / "run", runner="local", workers=1)
     shards = tmp_path / "run" / "shards"
     manifest = json.loads((shards / MANIFEST).read_text())
     first = manifest["shards"][0]

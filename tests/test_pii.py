@@ -15,8 +15,8 @@ import pytest
 from funnel_checks import check_invariants
 from pii_samples import look_alike, pii_item
 
-from refinery.pipeline import runners
 from refinery.pipeline.config import ConfigError, validate
+from refinery.pipeline.run import run as run_job
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.pii import KINDS, Pii, PiiParams, iban_ok, luhn_ok
 
@@ -111,7 +111,7 @@ def test_runners_agree(runner, tmp_path, runner_options):
     data = tmp_path / "in.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     job = validate({"input": {"paths": [str(data)], "format": "jsonl"}, "stages": [{"stage": "pii"}]})
-    stats = [s.to_dict() for s in runners.run(job, tmp_path / "run", runner=runner, **runner_options(runner, 1))]
+    stats = [s.to_dict() for s in run_job(job, tmp_path / "run", runner=runner, **runner_options(runner, 1))]
     check_invariants(stats)
     docs = pq.read_table(tmp_path / "run" / "docs").sort_by("id").to_pydict()
     expected, _, _ = run([r["text"] for r in sorted(rows, key=lambda r: r["id"])])

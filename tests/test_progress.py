@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from refinery.pipeline import runners
 from refinery.pipeline.config import validate
 from refinery.pipeline.progress import Progress, duration
+from refinery.pipeline.run import run
 from refinery.pipeline.rundir import RunDir
 from refinery.pipeline.storage import file_sizes
 
@@ -38,7 +38,7 @@ def finished(tmp_path_factory):
             "stages": [{"stage": "normalize"}, {"stage": "rules"}],
         }
     )
-    runners.run(job, tmp / "run", runner="local", workers=1)
+    run(job, tmp / "run", runner="local", workers=1)
     return tmp, job.files
 
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from refinery.pipeline import runners
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.funnel import load_stats
+from refinery.pipeline.run import run
 
 JOB = """
 input: {paths: ["%(dir)s/in/*.jsonl"], format: jsonl}
@@ -76,7 +76,7 @@ def run_dir(tmp_path_factory, spine_data):
     (root / "in" / "good.jsonl").write_text("".join(json.dumps(d) + "\n" for d in long_docs))
     (root / "in" / "hostile.jsonl").write_text("".join(json.dumps(d) + "\n" for d in HOSTILE))
     (root / "job.yaml").write_text(JOB % {"dir": root})
-    runners.run(load_job(root / "job.yaml"), root / "run", runner="local", workers=1)
+    run(load_job(root / "job.yaml"), root / "run", runner="local", workers=1)
     return root / "run"
 
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from funnel_checks import check_invariants
 
-from refinery.pipeline import runners
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.registry import known_stages
+from refinery.pipeline.run import run
 from refinery.pipeline.schema import type_name
 from refinery.pipeline.stage import GlobalStage
 
@@ -135,10 +135,10 @@ def test_local_run_statistics_and_cli(job_file, tmp_path, capsys):
 
 def test_all_runners_keep_identical_documents_and_stats(job_file, tmp_path, ray_local, spark):
     job = load_job(job_file)
-    local = runners.run(job, tmp_path / "local", runner="local", workers=2)
+    local = run(job, tmp_path / "local", runner="local", workers=2)
     others = {
-        "ray": runners.run(job, tmp_path / "ray", runner="ray"),
-        "spark": runners.run(job, tmp_path / "spark", runner="spark", spark=spark),
+        "ray": run(job, tmp_path / "ray", runner="ray"),
+        "spark": run(job, tmp_path / "spark", runner="spark", spark=spark),
     }
     for name, stats in others.items():
         assert kept_docs(tmp_path / "local").equals(kept_docs(tmp_path / name)), name
@@ -166,9 +166,9 @@ def test_global_stage_hook_on_all_runners(tmp_path, monkeypatch, ray_local, spar
         "stages:\n  - {stage: normalize}\n  - {stage: first_of_text}\n  - {stage: length, min_words: 3}\n"
     )
     job = load_job(tmp_path / "job.yaml")
-    stats = runners.run(job, tmp_path / "local", runner="local", workers=1)
-    runners.run(job, tmp_path / "ray", runner="ray")
-    runners.run(job, tmp_path / "spark", runner="spark", spark=spark)
+    stats = run(job, tmp_path / "local", runner="local", workers=1)
+    run(job, tmp_path / "ray", runner="ray")
+    run(job, tmp_path / "spark", runner="spark", spark=spark)
     local = kept_docs(tmp_path / "local")
     assert local.num_rows == 7
     assert local.equals(kept_docs(tmp_path / "ray"))
@@ -180,10 +180,10 @@ def test_global_stage_hook_on_all_runners(tmp_path, monkeypatch, ray_local, spar
 
 
 def test_rerun_into_a_run_of_another_job_is_refused(job_file, tmp_path, spine_data):
-    runners.run(load_job(job_file), tmp_path / "run", runner="local", workers=1)
+    run(load_job(job_file), tmp_path / "run", runner="local", workers=1)
     other = tmp_path / "other.yaml"
     other.write_text(JOB.replace("min_words: 12", "min_words: 13") % {"data": spine_data})
     from refinery.pipeline.config import ConfigError
 
     with pytest.raises(ConfigError):
-        runners.run(load_job(other), tmp_path / "run", runner="local", workers=1)
+        run(load_job(other), tmp_path / "run", runner="local", workers=1)

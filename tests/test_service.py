@@ -15,10 +15,11 @@ import pytest
 from funnel_checks import check_invariants
 from services import RayHead
 
-from refinery.pipeline import runners, service
+from refinery.pipeline import service
 from refinery.pipeline.cli import main as cli
 from refinery.pipeline.config import load_job
 from refinery.pipeline.funnel import load_stats
+from refinery.pipeline.run import run
 
 pytest.importorskip("aiohttp_cors", reason="the Ray dashboard and Jobs API need ray[default]")
 
@@ -86,7 +87,7 @@ def test_submit_wait_and_statistics(head, job_file, tmp_path, capsys, monkeypatc
 
     # the cluster kept exactly what the local runner keeps
     local = tmp_path / "local"
-    runners.run(load_job(job_file), local, runner="local", workers=1)
+    run(load_job(job_file), local, runner="local", workers=1)
     assert pq.read_table(local / "docs").sort_by("id").equals(kept)
 
     assert cli(["jobs", "logs", job_id, *conn]) == 0

@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from refinery.pipeline import runners
 from refinery.pipeline.config import load_job
+from refinery.pipeline.run import run
 
 START_TIMEOUT = 90
 
@@ -118,7 +118,7 @@ def test_spark_standalone_cluster_keeps_what_local_keeps(standalone, spine_data,
     assert done.returncode == 0, done.stderr[-3000:]
     assert "length" in done.stdout
     assert list(work_dir.glob("app-*")), "no application ran on the standalone worker"
-    runners.run(load_job(conf), tmp_path / "local", runner="local", workers=1)
+    run(load_job(conf), tmp_path / "local", runner="local", workers=1)
     spark_docs = pq.read_table(tmp_path / "spark" / "docs").sort_by("id")
     assert spark_docs.num_rows > 0
     assert spark_docs.equals(pq.read_table(tmp_path / "local" / "docs").sort_by("id"))

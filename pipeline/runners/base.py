@@ -11,7 +11,7 @@ from refinery.pipeline.stage import GlobalStage
 class Runner(Protocol):
     def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
         """Run a segment's map stages over the pending (unit, path) pairs: each unit's kept
-        documents, partial statistics and completion marker written (`plan.process_unit`)."""
+        documents, partial statistics and completion marker written (`execute.process_unit`)."""
 
     def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
         """A global stage over the previous segment's parts: signatures, the stage's resolve on

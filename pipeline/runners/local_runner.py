@@ -6,7 +6,8 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from refinery.pipeline.plan import Plan, Segment, process_unit, resolve_in_process, signatures_of_part
+from refinery.pipeline.execute import process_unit, resolve_in_process, signatures_of_part
+from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.stage import GlobalStage
 
 

@@ -15,26 +15,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.pipeline.cluster import connect
-from refinery.pipeline.plan import (
+from refinery.pipeline.execute import (
     UNIT,
-    Plan,
-    Segment,
     chunk_of,
     empty_resolution,
+    read_unit,
     ready_stages,
     run_stage_on_chunk,
+    segment_stages,
     signatures_of_part,
     split_chunks,
     write_chunk,
     write_resolution,
 )
+from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.stage import GlobalStage
 
 
 def _read_units(table: pa.Table, plan: Plan, segment: Segment):
     """Reads the units of a block of (unit, path) rows, one output block per chunk."""
     for unit, path in zip(table.column("unit").to_pylist(), table.column("path").to_pylist()):
-        for chunk, batch, stats in plan.read_unit(segment, unit, path):
+        for chunk, batch, stats in read_unit(plan, segment, unit, path):
             if stats is not None:
                 plan.run.write_stats_part(segment.index, unit, chunk, stats)
             if batch.num_rows:
@@ -93,7 +94,7 @@ class RayRunner:
         items = [{"unit": u, "path": p} for u, p in units]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(_read_units, fn_args=(self.plan, segment), batch_size=1, batch_format="pyarrow")
-        if any(stage.uses_model for stage in self.plan.map_stages(segment)):
+        if any(stage.uses_model for stage in segment_stages(self.plan, segment)):
             pool = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)
             ds = ds.map_batches(
                 SegmentChain,

@@ -12,15 +12,14 @@ import sys
 
 import pyarrow as pa
 
-from refinery.pipeline.plan import (
+from refinery.pipeline.execute import (
     UNIT,
-    Plan,
-    Segment,
     empty_resolution,
     process_unit,
     signatures_of_part,
     write_resolution,
 )
+from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.stage import GlobalStage
 
 UNIT_RESULT = "unit long, docs long, bytes long"
