@@ -182,7 +182,7 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
         except ValidationError as err:
             _raise_validation(file, key, err)
         try:
-            cls.check_params(params, base or Path("."))
+            params = cls.check_params(params, base or Path("."))
         except ValueError as err:
             raise ConfigError(file, key, str(err)) from None
         if route is not None and cls.is_global:

@@ -48,12 +48,13 @@ class Stage:
 
     kind: ClassVar[str] = ""
     Params: ClassVar[type[StageParams]] = StageParams
-    # Columns the stage adds, with their Arrow types (the run's output schema is known up front).
-    columns: ClassVar[dict[str, pa.DataType]] = {}
+    # Columns the stage adds, with their Arrow types (the run's output schema is known up front):
+    # a class attribute, or a property where they follow from the params.
+    columns: dict[str, pa.DataType] = {}
     # Columns the stage removes (e.g. extract drops the raw page).
     removes: ClassVar[tuple[str, ...]] = ()
-    # Score columns to histogram in the statistics.
-    histograms: ClassVar[dict[str, HistogramSpec]] = {}
+    # Score columns to histogram in the statistics (as `columns`: fixed, or from the params).
+    histograms: dict[str, HistogramSpec] = {}
     # Stages that load a model run in an actor pool on Ray (loaded once per actor).
     uses_model: ClassVar[bool] = False
     is_global: ClassVar[bool] = False
@@ -78,10 +79,12 @@ class Stage:
         return cols
 
     @classmethod
-    def check_params(cls, params: StageParams, base) -> None:
+    def check_params(cls, params: StageParams, base) -> StageParams:
         """Config-time checks beyond types (e.g. a model file exists); raise ValueError.
 
-        `base` is the config file's folder, for resolving relative paths."""
+        Returns the params to run with, their paths resolved against `base` (the config file's
+        folder), as a new object: the parsed config itself is never changed."""
+        return params
 
     def prepare(self, run) -> dict | None:
         """Driver-side step before any unit runs, for state every worker shares (decontaminate

@@ -81,29 +81,37 @@ class Classify(MapStage):
 
     def __init__(self, params: ClassifyParams, **kw):
         super().__init__(params, **kw)
-        self.labels: dict[str, list[str]] = {}
-        columns: dict[str, pa.DataType] = {}
-        histograms: dict[str, HistogramSpec] = {}
-        if params.domains is not None:
-            columns["blocked_domain"] = pa.string()
-        if params.words is not None:
-            columns["badword_hits"] = pa.int32()
-            columns["badword_rate"] = pa.float32()
-            histograms["badword_rate"] = HistogramSpec(0.0, 0.05, 20)
-        for name, spec in params.classifiers.items():
-            self.labels[name] = _model_labels(resolve_path(spec.path))
-            for label in self.labels[name]:
-                columns[f"{name}_{label}"] = pa.float32()
-                histograms[f"{name}_{label}"] = HistogramSpec(0.0, 1.0, 20)
-        self.columns = columns
-        self.histograms = histograms
+        # each model's labels name its score columns
+        self.labels = {name: _model_labels(resolve_path(spec.path)) for name, spec in params.classifiers.items()}
         self._models = None
         self._domains = None
         self._words = None
 
+    @property
+    def columns(self) -> dict[str, pa.DataType]:
+        columns: dict[str, pa.DataType] = {}
+        if self.params.domains is not None:
+            columns["blocked_domain"] = pa.string()
+        if self.params.words is not None:
+            columns["badword_hits"] = pa.int32()
+            columns["badword_rate"] = pa.float32()
+        for name, labels in self.labels.items():
+            columns.update({f"{name}_{label}": pa.float32() for label in labels})
+        return columns
+
+    @property
+    def histograms(self) -> dict[str, HistogramSpec]:
+        histograms = {}
+        if self.params.words is not None:
+            histograms["badword_rate"] = HistogramSpec(0.0, 0.05, 20)
+        for name, labels in self.labels.items():
+            histograms.update({f"{name}_{label}": HistogramSpec(0.0, 1.0, 20) for label in labels})
+        return histograms
+
     @classmethod
-    def check_params(cls, params: ClassifyParams, base) -> None:
+    def check_params(cls, params: ClassifyParams, base) -> ClassifyParams:
         base = Path(base)
+        classifiers = {}
         for name, spec in params.classifiers.items():
             path = resolve_path(spec.path, base)
             if not path.is_file():
@@ -114,21 +122,24 @@ class Classify(MapStage):
                     raise ValueError(
                         f"classifiers.{name}: model {path.name} has no label {label!r} (labels: {', '.join(labels)})"
                     )
-            spec.path = str(path)
+            classifiers[name] = spec.model_copy(update={"path": str(path)})
+        lists = {}
         for key, spec in (("domains", params.domains), ("words", params.words)):
             if spec is not None:
                 path = resolve_path(spec.path, base)
                 if not path.is_dir():
                     raise ValueError(f"{key}.path: no such folder {path}")
-                spec.path = str(path)
-        if params.domains is not None:
+                lists[key] = spec.model_copy(update={"path": str(path)})
+        checked = params.model_copy(update={"classifiers": classifiers, **lists})
+        if checked.domains is not None:
             from refinery.classifiers.blocklist import DomainBlocklist
 
-            DomainBlocklist(params.domains.path, params.domains.categories or None)
-        if params.words is not None:
+            DomainBlocklist(checked.domains.path, checked.domains.categories or None)
+        if checked.words is not None:
             from refinery.classifiers.blocklist import WordBlocklist
 
-            WordBlocklist(params.words.path, params.words.languages or None)
+            WordBlocklist(checked.words.path, checked.words.languages or None)
+        return checked
 
     def setup(self) -> None:
         from refinery.classifiers.blocklist import DomainBlocklist, WordBlocklist

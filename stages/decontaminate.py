@@ -142,12 +142,13 @@ class Decontaminate(MapStage):
         self.hashes = self.sources = None
 
     @classmethod
-    def check_params(cls, params: DecontaminateParams, base) -> None:
+    def check_params(cls, params: DecontaminateParams, base) -> DecontaminateParams:
         """Every benchmark pattern must match files that read as benchmark rows; the matched
         files are stored, so the resolved job and every worker use the same ones."""
-        params.benchmarks = expand_paths(params.benchmarks, Path(base))
-        for path in params.benchmarks:
+        benchmarks = expand_paths(params.benchmarks, Path(base))
+        for path in benchmarks:
             benchmark_rows(path)
+        return params.model_copy(update={"benchmarks": benchmarks})
 
     def prepare(self, run) -> dict:
         """Build the index into the run directory, once per job (a resumed run keeps the index

@@ -78,12 +78,12 @@ class LangId(MapStage):
         self.model = None
 
     @classmethod
-    def check_params(cls, params: LangIdParams, base) -> None:
+    def check_params(cls, params: LangIdParams, base) -> LangIdParams:
         path = resolve_model(params.model, Path(base))
         if not path.is_file():
             raise ValueError(f"model: no such file {path}")
         load_fasttext(path)
-        params.model = str(path)
+        return params.model_copy(update={"model": str(path)})
 
     def setup(self) -> None:
         self.model = load_fasttext(resolve_model(self.params.model))

@@ -93,17 +93,17 @@ class LongContext(DocumentStage):
         self._scorer = None
 
     @classmethod
-    def check_params(cls, params: LongCtxParams, base) -> None:
+    def check_params(cls, params: LongCtxParams, base) -> LongCtxParams:
         spec = params.scorer
         path = resolve_path(spec.path, Path(base))
         if not path.exists():
             raise ValueError(f"scorer.path: no such file or folder {path}")
-        spec.path = str(path)
+        resolved = {"path": str(path)}
         if spec.kind == "ngram":
             from refinery.classifiers.coherence import load_scorer
 
             try:  # small: loaded here so that a file that is not a model fails before any work
-                load_scorer(spec.kind, spec.path)
+                load_scorer(spec.kind, str(path))
             except (ValueError, OSError, KeyError, zipfile.BadZipFile) as err:
                 raise ValueError(f"scorer.path: {path} is not an n-gram model ({err})") from None
         if spec.kind == "internlm2":
@@ -113,7 +113,8 @@ class LongContext(DocumentStage):
             if not tokenizer.is_file():
                 raise ValueError(f"scorer.tokenizer: no such file {tokenizer}")
             load_tokenizer(tokenizer)
-            spec.tokenizer = str(tokenizer)
+            resolved["tokenizer"] = str(tokenizer)
+        return params.model_copy(update={"scorer": spec.model_copy(update=resolved)})
 
     def setup(self) -> None:
         from refinery.classifiers.coherence import load_scorer

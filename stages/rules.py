@@ -143,13 +143,14 @@ class Rules(MapStage):
         self.badwords = rf.BadWords(Path(bw.folder) if bw.folder else bundled(BADWORDS)) if bw else None
 
     @classmethod
-    def check_params(cls, params: RulesParams, base) -> None:
+    def check_params(cls, params: RulesParams, base) -> RulesParams:
         bw = params.c4_badwords
-        if bw is not None and bw.folder is not None:
-            folder = Path(bw.folder) if Path(bw.folder).is_absolute() else Path(base) / bw.folder
-            if not folder.is_dir():
-                raise ValueError(f"c4_badwords.folder: no such folder {folder}")
-            bw.folder = str(folder.resolve())
+        if bw is None or bw.folder is None:
+            return params
+        folder = Path(bw.folder) if Path(bw.folder).is_absolute() else Path(base) / bw.folder
+        if not folder.is_dir():
+            raise ValueError(f"c4_badwords.folder: no such folder {folder}")
+        return params.model_copy(update={"c4_badwords": bw.model_copy(update={"folder": str(folder.resolve())})})
 
     def setup(self) -> None:
         """Load the compiled kernels (from numba's cache, or compiled once) and the character

@@ -45,7 +45,7 @@ class Tokenize(MapStage):
     uses_model = True
 
     @classmethod
-    def check_params(cls, params: TokenizeParams, base) -> None:
+    def check_params(cls, params: TokenizeParams, base) -> TokenizeParams:
         """Fail at config time when the model is missing or is not a SentencePiece model; store
         its resolved path, so the resolved job (and every worker) uses the same file whatever
         its working directory."""
@@ -53,7 +53,7 @@ class Tokenize(MapStage):
         if not path.is_file():
             raise ValueError(f"tokenizer: no model file at {params.tokenizer!r}")
         load_tokenizer(path)
-        params.tokenizer = str(path.resolve())
+        return params.model_copy(update={"tokenizer": str(path.resolve())})
 
     def setup(self) -> None:
         p: TokenizeParams = self.params

@@ -55,11 +55,10 @@ class Dedup(GlobalStage):
 
     kind = "dedup"
     Params = DedupParams
-    columns = {"minhash_cluster": pa.string()}
 
-    def __init__(self, params: DedupParams, **kw):
-        super().__init__(params, **kw)
-        self.columns = {self.cluster_column: pa.string()}
+    @property
+    def columns(self) -> dict[str, pa.DataType]:
+        return {self.cluster_column: pa.string()}
 
     @property
     def cluster_column(self) -> str:
