@@ -16,6 +16,7 @@ import text_reference as reference
 
 from refinery.stages.normalize import Normalize, NormalizeParams
 from refinery.stages.rules import Rules, RulesParams
+from refinery.stages.rules.c4 import bad_words
 from refinery.stages.words import split_words
 
 PAGES = [
@@ -201,10 +202,11 @@ def judged(params: RulesParams, texts: list[str], langs: list[str | None] | None
 
 
 def expected(params: RulesParams, texts: list[str], langs: list[str | None] | None):
-    stage = Rules(params)  # the bad-word lists are the stage's own
+    bw = params.c4_badwords
+    lists = bad_words(bw.folder) if bw else None  # the bad-word lists the stage uses
     failed, rewritten = [], []
     for i, text in enumerate(texts):
-        rules, reduced = reference.judge(params, stage.badwords, text, None if langs is None else langs[i])
+        rules, reduced = reference.judge(params, lists, text, None if langs is None else langs[i])
         failed.append(rules)
         rewritten.append(reduced if params.c4_quality.remove_lines and reduced is not None else text)
     return failed, rewritten

@@ -180,9 +180,9 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     assert stats["decontaminate"]["dropped_by_reason"] == {"contaminated": 1}, stats["decontaminate"]
 
     out = probe(
-        "import refinery.pipeline.cli as c, refinery.stages.langid as l, refinery.stages.rules as r;"
+        "import refinery.pipeline.cli as c, refinery.stages.langid as l, refinery.stages.rules.c4 as r;"
         "from refinery.pipeline.resources import bundled;"
-        "print(c.__file__); print(l.DEFAULT_MODEL); print(bundled(r.BADWORDS))"
+        "print(c.__file__); print(l.DEFAULT_MODEL); print(bundled(r.BADWORDS_FOLDER))"
     )
     assert out.returncode == 0, out.stderr
     for line in out.stdout.split():

@@ -1,6 +1,6 @@
 """The normalize and rules stages as they were written first, one document at a time in Python:
 the references the batch versions (Arrow kernels for normalize, numba kernels in
-`refinery.stages.rule_families` for the rules) must equal exactly (tests/test_text_reference.py).
+`refinery.stages.rules` for the rules) must equal exactly (tests/test_text_reference.py).
 
 Words come from one `regex` pattern (spaCy-like English tokens, Han and kana one per character),
 lines from `str.splitlines`, duplicates from Python sets.
@@ -17,7 +17,7 @@ from functools import cached_property
 import numpy as np
 import regex
 
-from refinery.stages.rule_families import BadWords
+from refinery.stages.rules.c4 import BadWords
 
 _ALL_CHARS = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
 # Unicode Sentence_Terminal: the characters that end a sentence in any script.
