@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up, lints and checks the format (ruff, configured in pyproject.toml)
-# and the whole test suite.
+# and runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
