@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from refinery.classifiers.ngram import tokens
+from refinery.pipeline.storage import replacing
 
 LABEL_PREFIX = "__label__"
 # DenseMatrix::uniform initialises (rows*dim)/10 values per thread, for 10 blocks.
@@ -177,9 +178,8 @@ def train(
         )
         if params.quantize:
             model.quantize(input=train_file, qnorm=True, retrain=False, cutoff=params.cutoff)
-    tmp_out = output.with_name(output.name + ".tmp")
-    model.save_model(str(tmp_out))
-    os.replace(tmp_out, output)
+    with replacing(output) as tmp:
+        model.save_model(str(tmp))
     return FastTextClassifier(output)
 
 

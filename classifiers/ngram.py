@@ -14,10 +14,11 @@ import io
 import os
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from refinery.pipeline.storage import replacing
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 UNK = 0
@@ -158,9 +159,8 @@ class NgramLM:
                 for field in ("keys", "counts", "ctx_keys", "ctx_totals", "ctx_types")
             },
         )
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike, cache_weight: float | None = None) -> "NgramLM":

@@ -67,10 +67,8 @@ class ShardSource:
             return Path(self.root) / entry["path"]
         target = self.cache / entry["path"]
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(storage.temporary_name(target.name))
-            self._download(entry["path"], tmp)
-            os.replace(tmp, target)
+            with storage.replacing(target) as tmp:
+                self._download(entry["path"], tmp)
         return target
 
     def _download(self, name: str, dest: Path) -> None:

@@ -14,6 +14,9 @@ import glob
 import os
 import posixpath
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -68,22 +71,35 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write `data` so that readers see either no file or the whole file."""
-    if isinstance(fs, pafs.LocalFileSystem):
-        folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, temporary_name(name))
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+@contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside the local file `path`, for writers that need a file name (fastText,
+    SentencePiece, a download). When the block ends without an error the file is synced and
+    renamed into place, so readers see the old file or the whole new one, never half; else it is
+    removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(temporary_name(target.name))
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fd = os.open(folder, os.O_RDONLY)  # the rename itself survives a power loss
+        os.replace(tmp, target)
+        fd = os.open(target.parent, os.O_RDONLY)  # the rename itself survives a power loss
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write `data` so that readers see either no file or the whole file (object stores publish
+    an object only when its upload completes)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        with replacing(path) as tmp:
+            tmp.write_bytes(data)
         return
     with fs.open_output_stream(path) as out:
         out.write(data)

@@ -25,6 +25,7 @@ import sentencepiece as spm
 from pydantic import Field
 
 from refinery.pipeline.core import Strict
+from refinery.pipeline.storage import replacing
 
 TOKEN_LIST = pa.list_(pa.int32())
 # Texts longer than this many characters are encoded in pieces of about this size.
@@ -258,7 +259,6 @@ def train_tokenizer(config: TrainConfig) -> Path:
         pad_id=-1,
         minloglevel=2,
     )
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_bytes(model.getvalue())
-    os.replace(tmp, output)
+    with replacing(output) as tmp:
+        tmp.write_bytes(model.getvalue())
     return output
