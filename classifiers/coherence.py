@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -137,9 +137,12 @@ def coherence(text: str, scorer: WindowScorer, window_chars: int = 1000, max_pai
     )
 
 
-def load_scorer(kind: str, path: str | None = None, **options) -> WindowScorer:
+def load_scorer(kind: str, path: str | None = None, **options: Any) -> WindowScorer:
+    """The scorer of a kind: zlib needs nothing; ngram its .npz, internlm2 its checkpoint folder (`path`)."""
     if kind == "zlib":
         return ZlibScorer(**options)
+    if path is None:
+        raise ValueError(f"the {kind} scorer needs a path")
     if kind == "ngram":
         from refinery.classifiers.ngram import NgramLM
 

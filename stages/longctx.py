@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pydantic import Field, model_validator
@@ -26,6 +26,9 @@ from refinery.pipeline.stage import DocumentStage, StageParams
 from refinery.pipeline.stats import HistogramSpec
 from refinery.stages.rule_families import DOCUMENT_STATISTICS, Texts, document_statistics
 from refinery.tokenize.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from refinery.classifiers.coherence import WindowScorer
 
 
 class ScorerSpec(Strict):
@@ -38,9 +41,11 @@ class ScorerSpec(Strict):
     tokenizer: str | None = None
 
     @model_validator(mode="after")
-    def _bundled_ngram(self) -> "ScorerSpec":
+    def _model_path(self) -> "ScorerSpec":
         if self.kind == "ngram" and self.path is None:
             self.path = "models/classifiers/coherence-ngram.npz"
+        if self.kind == "internlm2" and self.path is None:
+            raise ValueError("path: the internlm2 scorer needs a checkpoint folder")
         return self
 
 
@@ -87,12 +92,12 @@ class LongContext(DocumentStage):
 
     def __init__(self, params: LongCtxParams, **kw):
         super().__init__(params, **kw)
-        self._scorer = None
+        self._scorer: WindowScorer | None = None
 
     @classmethod
     def check_params(cls, params: LongCtxParams, base) -> None:
         spec = params.scorer
-        if spec.kind == "zlib":
+        if spec.path is None:  # zlib: no model
             return
         path = resolve_path(spec.path, Path(base))
         if not path.exists():
@@ -127,6 +132,7 @@ class LongContext(DocumentStage):
         from refinery.classifiers.coherence import coherence
 
         p: LongCtxParams = self.params
+        assert self._scorer is not None, "setup() loads the scorer"
         if text is None:
             raise ValueError("document has no text")
         scores: dict[str, Any] = {"n_chars": len(text)}

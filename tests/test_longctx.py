@@ -163,6 +163,8 @@ def test_check_params(tmp_path):
         LongContext.check_params(
             LongCtxParams.model_validate({"scorer": {"kind": "internlm2", "path": str(tmp_path)}}), tmp_path
         )
+    with pytest.raises(ValueError, match="checkpoint folder"):
+        LongCtxParams.model_validate({"scorer": {"kind": "internlm2"}})
     bundled = LongCtxParams.model_validate({"scorer": {"kind": "ngram"}})
     LongContext.check_params(bundled, ROOT)
     assert Path(bundled.scorer.path).is_file()
