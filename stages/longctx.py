@@ -64,7 +64,7 @@ class LongCtxParams(StageParams):
     # Coherence: perplexity drop after the preceding window against a distant one (see
     # refinery.classifiers.coherence); the threshold is set on bench/longctx.py's tuning split.
     scorer: ScorerSpec = ScorerSpec()
-    min_coherence: float = 0.024
+    min_coherence: float = 0.026
     window_chars: int = Field(default=1000, ge=100)
     max_pairs: int = Field(default=32, gt=0)
 
