@@ -19,13 +19,13 @@ class InternLM2Scorer:
         self.sp = spm.SentencePieceProcessor(model_file=tokenizer)
         self.max_tokens = max_tokens
 
-    def score_segments(self, segments: list[str], contexts: list[str | None]) -> np.ndarray:
+    def score_windows(self, windows: list[str], contexts: list[str | None]) -> np.ndarray:
         torch = self.torch
-        out = np.full(len(segments), np.nan)
+        out = np.full(len(windows), np.nan)
         half = self.max_tokens // 2
         with torch.no_grad():
-            for i, (segment, context) in enumerate(zip(segments, contexts)):
-                target = self.sp.encode(segment)[:half]
+            for i, (window, context) in enumerate(zip(windows, contexts)):
+                target = self.sp.encode(window)[:half]
                 prefix = ([self.sp.bos_id()] if self.sp.bos_id() >= 0 else []) + (
                     self.sp.encode(context)[-half:] if context else []
                 )

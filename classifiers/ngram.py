@@ -1,10 +1,10 @@
 """A word trigram language model with a unigram cache, small enough to train on CPU in seconds.
 
 The n-gram part (Witten-Bell interpolation down to an add-one unigram) sees only the last two
-words, so by itself it cannot tell whether an earlier segment helps. The cache (Kuhn & De Mori,
+words, so by itself it cannot tell whether an earlier window helps. The cache (Kuhn & De Mori,
 1990) can: it mixes in the distribution of the words already read, `p = (1-λ)·p_trigram +
-λ·p_cache`. Scoring a segment with the preceding segment in the cache versus without it
-measures how much that context predicts the segment — the perplexity-coherence signal of the
+λ·p_cache`. Scoring a window with the preceding window in the cache versus without it
+measures how much that context predicts the window — the perplexity-coherence signal of the
 long-context selection. Counts are stored as sorted int64 keys, so lookups are vectorised.
 """
 
@@ -66,7 +66,8 @@ class _Table:
 
 
 class NgramLM:
-    """Trigram + cache LM; implements `score_segments` of the coherence scorer interface."""
+    """Trigram + cache LM; implements `score_windows` of the coherence scorer interface. English
+    only: its vocabulary is that of its training speeches."""
 
     def __init__(
         self, vocab: list[str], unigram: np.ndarray, bigrams: _Table, trigrams: _Table, cache_weight: float = 0.2
@@ -124,26 +125,26 @@ class NgramLM:
         c = self.trigrams.count(ctx * v + w)
         return np.where(has2 & (total > 0), (c + types * p) / np.maximum(total + types, 1), p)
 
-    def nll(self, segment: list[str], context: list[str]) -> float:
-        """Mean negative log-likelihood (nats per word) of `segment` after `context`."""
-        if not segment:
+    def nll(self, window: list[str], context: list[str]) -> float:
+        """Mean negative log-likelihood (nats per word) of `window` after `context`."""
+        if not window:
             return float("nan")
-        ids = self.ids(segment)
+        ids = self.ids(window)
         p_ngram = self.ngram_probs(ids, self.ids(context[-2:]))
         seen = Counter(context)
         cache_len = len(context)
-        p_cache = np.zeros(len(segment), dtype=np.float64)
-        for t, word in enumerate(segment):
+        p_cache = np.zeros(len(window), dtype=np.float64)
+        for t, word in enumerate(window):
             if cache_len:
                 p_cache[t] = seen[word] / cache_len
             seen[word] += 1
             cache_len += 1
-        lam = np.where(np.arange(len(segment)) + len(context) > 0, self.cache_weight, 0.0)
+        lam = np.where(np.arange(len(window)) + len(context) > 0, self.cache_weight, 0.0)
         return float(-np.mean(np.log((1 - lam) * p_ngram + lam * p_cache)))
 
-    def score_segments(self, segments: list[str], contexts: list[str | None]) -> np.ndarray:
+    def score_windows(self, windows: list[str], contexts: list[str | None]) -> np.ndarray:
         return np.array(
-            [self.nll(tokens(s), tokens(c) if c else []) for s, c in zip(segments, contexts)], dtype=np.float64
+            [self.nll(tokens(s), tokens(c) if c else []) for s, c in zip(windows, contexts)], dtype=np.float64
         )
 
     def save(self, path: str | os.PathLike) -> None:

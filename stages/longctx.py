@@ -1,35 +1,53 @@
-"""Long-context selection (InternLM2 §3.1.6): length, statistical filters and perplexity coherence.
+"""Long-context selection (InternLM2 §3.1.6): length, statistical filters and coherence.
 
 InternLM2 selects long-context training data in three steps: keep documents above a length
 (32 KB), drop those failing statistical filters (repetition, symbols, alphabetic share, line
-structure), then keep documents whose earlier text makes later text more predictable under a
-causal LM. With `annotate_only` every document is kept and `longctx_selected` marks the chosen
-ones, so a runner can route them to their own output; in filter mode only they pass.
+structure), then keep documents whose earlier text makes later text more predictable. The
+statistics are the rules' (`refinery.stages.rules.statistics.document_statistics`, on the rules'
+word tokens: Chinese and Japanese counted in characters); the coherence is how much better a
+window is predicted after its preceding window than after a distant one of the same document
+(`refinery.classifiers.coherence`), by default with a compressor, which reads every language.
+With `annotate_only` every document is kept and `longctx_selected` marks the chosen ones, so a
+runner can route them to their own output; in filter mode only they pass.
 """
 
 from __future__ import annotations
 
 import zipfile
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from refinery.pipeline.core import Strict
 from refinery.pipeline.resources import resolve_path
 from refinery.pipeline.stage import DocumentStage, StageParams
 from refinery.pipeline.stats import HistogramSpec
+from refinery.stages.rules.family import Texts
+from refinery.stages.rules.statistics import DOCUMENT_STATISTICS, document_statistics
 from refinery.tokenize.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from refinery.classifiers.coherence import WindowScorer
 
 
 class ScorerSpec(Strict):
-    kind: str = Field(default="ngram", pattern="^(ngram|internlm2)$")
-    # ngram: the .npz written by `refinery classifiers build`; internlm2: a checkpoint folder.
-    path: str = "models/classifiers/coherence-ngram.npz"
+    # zlib: a compressor with the context as preset dictionary (any language, no model file);
+    # ngram: the English n-gram LM written by `refinery classifiers build`; internlm2: a checkpoint.
+    kind: str = Field(default="zlib", pattern="^(zlib|ngram|internlm2)$")
+    # ngram: the .npz (default: the bundled model); internlm2: the checkpoint folder.
+    path: str | None = None
     # internlm2 only: the sentencepiece model of the checkpoint.
     tokenizer: str | None = None
+
+    @model_validator(mode="after")
+    def _model_path(self) -> "ScorerSpec":
+        if self.kind == "ngram" and self.path is None:
+            self.path = "models/classifiers/coherence-ngram.npz"
+        if self.kind == "internlm2" and self.path is None:
+            raise ValueError("path: the internlm2 scorer needs a checkpoint folder")
+        return self
 
 
 class LongCtxParams(StageParams):
@@ -44,34 +62,19 @@ class LongCtxParams(StageParams):
     max_bullet_line_frac: float = Field(default=0.9, ge=0, le=1)
     max_short_line_frac: float = Field(default=0.67, ge=0, le=1)
     short_line_chars: int = Field(default=30, gt=0)
-    # Coherence: relative perplexity drop from the preceding segment (see refinery.classifiers.coherence).
+    # Coherence: perplexity drop after the preceding window against a distant one (see
+    # refinery.classifiers.coherence); the threshold is set on bench/longctx.py's tuning split.
     scorer: ScorerSpec = ScorerSpec()
-    min_coherence: float = 0.03
-    segment_chars: int = Field(default=1000, ge=100)
+    min_coherence: float = 0.026
+    window_chars: int = Field(default=1000, ge=100)
     max_pairs: int = Field(default=32, gt=0)
-
-
-_BULLETS = ("-", "*", "•", "·", "‣", "–", "●")
-
-
-def text_statistics(text: str, short_line_chars: int = 30) -> dict[str, float]:
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
-    words = text.split()
-    n_lines, n_words = max(1, len(lines)), max(1, len(words))
-    counts = Counter(lines)
-    return {
-        "dup_line_frac": sum(c for c in counts.values() if c > 1) / n_lines,
-        "symbol_ratio": (text.count("#") + text.count("...") + text.count("…")) / n_words,
-        "alpha_word_frac": sum(1 for w in words if any(ch.isalpha() for ch in w)) / n_words,
-        "bullet_line_frac": sum(1 for line in lines if line.startswith(_BULLETS)) / n_lines,
-        "short_line_frac": sum(1 for line in lines if len(line) < short_line_chars) / n_lines,
-    }
 
 
 class LongContext(DocumentStage):
     kind = "longctx"
     Params = LongCtxParams
     uses_model = True
+    row_columns = ("lang",)  # a preceding langid's language tells Chinese and Japanese apart
     columns = {
         "n_chars": pa.int64(),
         "dup_line_frac": pa.float32(),
@@ -85,16 +88,18 @@ class LongContext(DocumentStage):
         "n_chars": HistogramSpec(1, 1e7, 28, log=True),
         "dup_line_frac": HistogramSpec(0.0, 1.0, 20),
         "alpha_word_frac": HistogramSpec(0.0, 1.0, 20),
-        "coherence_gain": HistogramSpec(-0.1, 0.4, 25),
+        "coherence_gain": HistogramSpec(-0.1, 0.2, 30),
     }
 
     def __init__(self, params: LongCtxParams, **kw):
         super().__init__(params, **kw)
-        self._scorer = None
+        self._scorer: WindowScorer | None = None
 
     @classmethod
     def check_params(cls, params: LongCtxParams, base) -> LongCtxParams:
         spec = params.scorer
+        if spec.path is None:  # zlib: no model
+            return
         path = resolve_path(spec.path, Path(base))
         if not path.exists():
             raise ValueError(f"scorer.path: no such file or folder {path}")
@@ -121,19 +126,24 @@ class LongContext(DocumentStage):
 
         spec = self.params.scorer
         options = {"tokenizer": str(resolve_path(spec.tokenizer))} if spec.kind == "internlm2" else {}
-        self._scorer = load_scorer(spec.kind, str(resolve_path(spec.path)), **options)
+        path = str(resolve_path(spec.path)) if spec.path else None
+        self._scorer = load_scorer(spec.kind, path, **options)
+        document_statistics(Texts(pa.array(["Warm up.\nA line."], type=pa.large_string()), None))
 
     def evaluate(self, text: str, row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         from refinery.classifiers.coherence import coherence
 
         p: LongCtxParams = self.params
+        assert self._scorer is not None, "setup() loads the scorer"
         if text is None:
             raise ValueError("document has no text")
         scores: dict[str, Any] = {"n_chars": len(text)}
         if len(text) < p.min_chars:
             scores["longctx_selected"] = False
             return scores, ["too_short"]
-        stats = text_statistics(text, p.short_line_chars)
+        langs = pa.array([row.get("lang")], type=pa.string()) if "lang" in row else None
+        values = document_statistics(Texts(pa.array([text], type=pa.large_string()), langs), p.short_line_chars)[0]
+        stats = dict(zip(DOCUMENT_STATISTICS, values.tolist()))
         scores.update({k: v for k, v in stats.items() if k in self.columns})
         failed = []
         if stats["dup_line_frac"] > p.max_dup_line_frac:
@@ -147,7 +157,7 @@ class LongContext(DocumentStage):
         if stats["short_line_frac"] > p.max_short_line_frac:
             failed.append("short_lines")
         if not failed:
-            result = coherence(text, self._scorer, p.segment_chars, p.max_pairs)
+            result = coherence(text, self._scorer, p.window_chars, p.max_pairs)
             if result is None:
                 failed.append("unscorable")
             else:
