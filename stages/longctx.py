@@ -99,7 +99,7 @@ class LongContext(DocumentStage):
     def check_params(cls, params: LongCtxParams, base) -> LongCtxParams:
         spec = params.scorer
         if spec.path is None:  # zlib: no model
-            return
+            return params
         path = resolve_path(spec.path, Path(base))
         if not path.exists():
             raise ValueError(f"scorer.path: no such file or folder {path}")
