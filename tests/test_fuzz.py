@@ -309,28 +309,28 @@ def test_out_naming_a_file_is_one_config_error(cases, tmp_path, capsys):
 
 def test_rerun_removes_what_an_interrupted_attempt_left(cases, tmp_path):
     job = load_job(job_file(cases["jsonl"][0], "jsonl"))
-    run = tmp_path / "run"
-    run(job, run, runner="local", workers=1)
+    out = tmp_path / "run"
+    run(job, out, runner="local", workers=1)
 
     def outputs() -> dict:  # statistics aside: they carry timings
         return {
-            p.relative_to(run): p.read_bytes()
-            for p in run.rglob("*")
-            if p.is_file() and not {"_parts", "stats"} & set(p.relative_to(run).parts)
+            p.relative_to(out): p.read_bytes()
+            for p in out.rglob("*")
+            if p.is_file() and not {"_parts", "stats"} & set(p.relative_to(out).parts)
         }
 
     before = outputs()
     # what a SIGKILL in the middle of atomic writes leaves: temporary files beside their targets
     left = [
-        run / "shards" / ".shard-000000-000000-000.arrow.0f.tmp",
-        run / "docs" / ".part-000001-000000.parquet.1e.tmp",
-        run / "_done" / ".s0-000002.2d.tmp",
+        out / "shards" / ".shard-000000-000000-000.arrow.0f.tmp",
+        out / "docs" / ".part-000001-000000.parquet.1e.tmp",
+        out / "_done" / ".s0-000002.2d.tmp",
     ]
     for path in left:
         path.write_bytes(b"half written")
-    (run / "_done" / "s1-000000").unlink()  # and one unit to redo
-    run(job, run, runner="local", workers=1)
-    assert not [p for p in run.rglob("*.tmp")]
+    (out / "_done" / "s1-000000").unlink()  # and one unit to redo
+    run(job, out, runner="local", workers=1)
+    assert not [p for p in out.rglob("*.tmp")]
     assert outputs() == before
 
 
