@@ -9,8 +9,7 @@ import pyarrow.compute as pc
 
 from refinery.pipeline.core import Strict
 from refinery.stages.rules.family import Family, Judgment, Texts, codes, off
-from refinery.stages.rules.kernels import ends_with, strip_space
-from refinery.stages.words import ALPHA, LMN
+from refinery.stages.rules.kernels import ends_with, strip_space, word_kind
 
 
 class GopherQuality(Strict):
@@ -55,12 +54,7 @@ def _gopher_quality(cp, starts, cls, tb, te, toff, lb, le, loff, cjk, stop_rule,
         alpha = 0
         found = np.zeros(len(stop_off) - 1, dtype=np.bool_)
         for k in range(toff[d], toff[d + 1]):
-            has_lmn = False
-            has_alpha = False
-            for i in range(tb[k], te[k]):
-                f = cls[cp[i]]
-                has_lmn |= (f & LMN) != 0
-                has_alpha |= (f & ALPHA) != 0
+            has_lmn, has_alpha = word_kind(cp, cls, tb[k], te[k])
             if has_lmn:
                 content += 1
                 content_chars += te[k] - tb[k]

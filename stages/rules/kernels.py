@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from refinery.stages.words import LINE_BREAK, PYSPACE
+from refinery.stages.words import ALPHA, LINE_BREAK, LMN, PYSPACE
 
 _FNV = np.uint64(0x100000001B3)
 MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -146,3 +146,16 @@ def run_duplicates(cp, begin, end) -> tuple[int, int]:
         keys[k] = hash_span(cp, begin[k], end[k])
         lengths[k] = end[k] - begin[k]
     return duplicates(keys, lengths)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def word_kind(cp, cls, s, e):
+    """Whether the token cp[s:e] has a letter, mark or digit (a word, not punctuation), and
+    whether it has a letter: what Gopher's alphabetic-word share counts."""
+    has_lmn = False
+    has_alpha = False
+    for i in range(s, e):
+        f = cls[cp[i]]
+        has_lmn |= (f & LMN) != 0
+        has_alpha |= (f & ALPHA) != 0
+    return has_lmn, has_alpha

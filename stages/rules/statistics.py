@@ -8,8 +8,8 @@ import numba
 import numpy as np
 
 from refinery.stages.rules.family import Texts
-from refinery.stages.rules.kernels import run_duplicates, split_runs, strip_space
-from refinery.stages.words import ALPHA, CJK, LMN
+from refinery.stages.rules.kernels import run_duplicates, split_runs, strip_space, word_kind
+from refinery.stages.words import CJK
 
 DOCUMENT_STATISTICS = ["dup_line_frac", "symbol_ratio", "alpha_word_frac", "bullet_line_frac", "short_line_frac"]
 
@@ -38,12 +38,7 @@ def _document_statistics(cp, starts, cls, tb, te, toff, lb, le, loff, cjk, short
             content = 0
             alpha = 0
             for k in range(toff[d], toff[d + 1]):
-                has_lmn = False
-                has_alpha = False
-                for i in range(tb[k], te[k]):
-                    f = cls[cp[i]]
-                    has_lmn |= (f & LMN) != 0
-                    has_alpha |= (f & ALPHA) != 0
+                has_lmn, has_alpha = word_kind(cp, cls, tb[k], te[k])
                 content += has_lmn
                 alpha += has_alpha
             out[d, 1] = symbols / n
