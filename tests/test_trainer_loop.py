@@ -336,6 +336,18 @@ def test_two_gloo_ranks_match_one_process(shards, tmp_path, one_thread, strategy
     )
 
 
+def _running_with(marker: str) -> list[int]:
+    """Live processes whose command line names `marker`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
 def test_sigkill_of_two_fsdp_ranks_then_resume_on_one(shards, reference, tmp_path, one_thread):
     """Two FSDP ranks killed mid-run (every process of the job); one process resumes from their
     sharded checkpoint and continues the uninterrupted curve."""
@@ -370,6 +382,10 @@ def test_sigkill_of_two_fsdp_ranks_then_resume_on_one(shards, reference, tmp_pat
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while _running_with(str(out)) and time.monotonic() < deadline:  # torchrun's ranks die with it
+        time.sleep(0.05)
+    assert not _running_with(str(out)), "a rank outlived its launcher"
     assert CheckpointManager(out / "checkpoints").latest_step() >= EVERY
     train(load_train_config(conf), str(shards), out, max_steps=STEPS, resume=True)
     got = losses(out)

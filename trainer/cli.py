@@ -83,6 +83,20 @@ def _child_command(args: argparse.Namespace, *, resume: bool) -> list[str]:
     return [sys.executable, "-m", "refinery.pipeline.cli", "train", *cmd]
 
 
+def _die_with_launcher() -> None:
+    """torchrun starts each rank in a session of its own, so killing the launcher's process group
+    would leave the ranks training, and writing checkpoints beside the run that resumes. On Linux
+    the kernel kills this rank when its launcher goes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the launcher was gone before the request
+        os._exit(128 + signal.SIGKILL)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_train_config(args.config)
@@ -105,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         return subprocess.call(_child_command(args, resume=args.resume == "auto"))
     from refinery.trainer.loop import Preempted, train
 
+    if "LOCAL_RANK" in os.environ:
+        _die_with_launcher()
     try:
         train(cfg, args.data, args.out, max_steps=args.max_steps, resume=args.resume == "auto")
     except Preempted as exc:
