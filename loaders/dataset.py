@@ -18,7 +18,8 @@ order, whatever the number of workers.
 State with DataLoader workers. Iterated directly (or by a DataLoader without workers) the
 dataset counts what it handed out, so `state_dict()` is exact between items. Workers hold
 copies, so the training process must count instead: `TokenLoader` (loaders/stateful.py) does
-it, and its `state_dict()` after any batch resumes at the next batch on any number of workers.
+it through the position methods (`begin_pass`, `set_taken`, `end_pass`), and its `state_dict()`
+after any batch resumes at the next batch on any number of workers.
 
 Resumption is arithmetic, never replay: the state is `(epoch, consumed)` where `consumed` is
 the number of the epoch's windows consumed by all ranks together. A fresh dataset loading it
@@ -36,7 +37,7 @@ and, with `document_masking=True` (InternEvo-style packing for variable-length a
   - `cu_seqlens`: int32 `[n_segments + 1]`, segment boundaries inside the window.
 `collate_windows` stacks items into a batch and flattens `cu_seqlens` across it (flash-attn
 varlen layout over the `[batch * seq_len]` tokens) with `max_seqlen`. With `batch_size` set,
-the dataset yields such batches itself (this is what `TokenLoader` uses), each batch being one
+the dataset yields such batches itself (`set_batching`; this is what `TokenLoader` uses), each batch being one
 chunk, so the split and the state are the same as item by item; without masking, a batch's
 `input_ids` and `labels` are views of one `[n, seq_len + 1]` array, offset by one token.
 
@@ -51,10 +52,13 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, NotRequired, TypedDict, TypeVar, final
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow.fs as pafs
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -63,28 +67,89 @@ from refinery.loaders.source import ShardSource
 STATE_VERSION = 1
 IGNORE_INDEX = -100
 
+Ints = npt.NDArray[np.int64]
+Tokens = npt.NDArray[np.int32]
+# A block's token values, where its documents start in the stream, and where EOS follows each
+# document (None: the shards hold it already).
+Block = tuple[Tokens, Ints, Ints | None]
+# Where planned windows lie: the block holding each one's first token, that token's place in the
+# block's stream, and whether the whole window lies in that block.
+Plan = tuple[list[int], list[int], list[bool]]
+
+
+@final
+class Window(TypedDict):
+    """One item (see the module docstring); `source` is a mixture's: which source it came from."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    index: int
+    position_ids: NotRequired[torch.Tensor]
+    cu_seqlens: NotRequired[torch.Tensor]
+    source: NotRequired[int]
+
+
+@final
+class Batch(TypedDict):
+    """Windows batched as `collate_windows` does; what the trainer consumes."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+    position_ids: NotRequired[torch.Tensor]
+    cu_seqlens: NotRequired[torch.Tensor]
+    max_seqlen: NotRequired[int]
+    source: NotRequired[torch.Tensor]
+
+
+@final
+class CompactBatch(TypedDict):
+    """Batches on their way out of a DataLoader worker: int32 windows `[n, seq_len + 1]`, a
+    quarter of the bytes, split and widened by `expand_compact`."""
+
+    windows: torch.Tensor
+    index: list[int]
+
+
+@final
+class TokenState(TypedDict):
+    """Where a `TokenDataset` stands (`consumed`: windows of `epoch` all ranks took), and what
+    must match for it to be loaded."""
+
+    version: int
+    epoch: int
+    consumed: int
+    seed: int
+    seq_len: int
+    shuffle: bool
+    shuffle_shards: int
+    manifest_sha256: str
+
+
+Out = TypeVar("Out")
+
 
 @dataclass
 class _Epoch:
     """One epoch's layout: block order, stream offsets, and the shard groups' windows."""
 
-    order: np.ndarray  # block ids in stream order
-    starts: np.ndarray  # starts[i] = first stream token of order[i]; starts[-1] = stream length
-    group_tokens: np.ndarray  # first stream token of each group (+ stream length)
-    group_windows: np.ndarray  # first global window of each group (+ window count)
-    perms: dict = field(default_factory=dict)  # group -> window permutation, the last few used
+    order: Ints  # block ids in stream order
+    starts: Ints  # starts[i] = first stream token of order[i]; starts[-1] = stream length
+    group_tokens: Ints  # first stream token of each group (+ stream length)
+    group_windows: Ints  # first global window of each group (+ window count)
+    perms: dict[int, Ints] = field(default_factory=dict)  # group -> window permutation, the last few used
 
     @property
     def windows(self) -> int:
         return int(self.group_windows[-1])
 
 
-class TokenDataset(IterableDataset):
+class TokenDataset(IterableDataset[Window | Batch | CompactBatch]):
     """Packed `seq_len + 1` windows over a shard folder or URI; see the module docstring."""
 
     def __init__(
         self,
-        path_or_uri: str | os.PathLike,
+        path_or_uri: str | os.PathLike[str],
         seq_len: int,
         *,
         seed: int = 0,
@@ -95,8 +160,8 @@ class TokenDataset(IterableDataset):
         shuffle_shards: int = 8,
         chunk: int = 1,
         batch_size: int | None = None,
-        filesystem=None,
-        cache_dir: str | os.PathLike | None = None,
+        filesystem: pafs.FileSystem | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         verify: bool = True,
         block_cache: int = 4096,
     ):
@@ -115,12 +180,10 @@ class TokenDataset(IterableDataset):
         self.document_masking = document_masking
         self.shuffle_shards = shuffle_shards
         self.chunk = chunk
-        self.batch_size = None
-        # Batches as int32 `windows` (split and expanded by `expand_compact`): a quarter of the
-        # bytes to send from a DataLoader worker.
+        self.batch_size: int | None = None
         self.compact = False
         if batch_size is not None:
-            self.batch_size = self.chunk = batch_size
+            self.set_batching(batch_size)
         self.block_cache = block_cache
         manifest = self.source.manifest
         self.manifest_sha256 = self.source.manifest_sha256
@@ -130,7 +193,7 @@ class TokenDataset(IterableDataset):
         self.append_eos = not tok.get("add_eos", False)
         if self.append_eos and self.eos_id < 0:
             raise ValueError("the shards' tokenizer has no EOS id to separate documents")
-        shard_ix, batch_ix, docs, tokens = [], [], [], []
+        shard_ix, batch_ix, docs, tokens = [], [], [], []  # per block
         for s, entry in enumerate(manifest["shards"]):
             for b, (n_docs, n_tokens, *_) in enumerate(entry["blocks"]):
                 shard_ix.append(s)
@@ -146,9 +209,9 @@ class TokenDataset(IterableDataset):
         self._start = 0  # global window where the current pass began
         self._count = 0  # items this rank took since `_start`
         self._epochs: dict[int, _Epoch] = {}
-        self._blocks: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._blocks: OrderedDict[int, Block] = OrderedDict()
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_blocks"] = OrderedDict()
         return state
@@ -189,7 +252,7 @@ class TokenDataset(IterableDataset):
     def windows_per_epoch(self, epoch: int | None = None) -> int:
         return self.epoch_layout(self._epoch if epoch is None else epoch).windows
 
-    def _window_starts(self, epoch: int, indices: np.ndarray) -> np.ndarray:
+    def _window_starts(self, epoch: int, indices: Ints) -> Ints:
         """First stream token of each global window."""
         layout = self.epoch_layout(epoch)
         group = np.searchsorted(layout.group_windows, indices, side="right") - 1
@@ -204,7 +267,7 @@ class TokenDataset(IterableDataset):
                     local[rows] = self._group_perm(layout, epoch, g)[local[rows]]
         return layout.group_tokens[group] + local * self.seq_len
 
-    def _group_perm(self, layout: _Epoch, epoch: int, group: int) -> np.ndarray:
+    def _group_perm(self, layout: _Epoch, epoch: int, group: int) -> Ints:
         perm = layout.perms.get(group)
         if perm is None:
             n = int(layout.group_windows[group + 1] - layout.group_windows[group])
@@ -213,7 +276,7 @@ class TokenDataset(IterableDataset):
                 del layout.perms[next(iter(layout.perms))]
         return perm
 
-    def _block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _block(self, block: int) -> Block:
         """A block's token values (zero copy from the mapped shard), where its documents start
         in the stream, and where EOS is inserted after each document (None: not inserted)."""
         hit = self._blocks.get(block)
@@ -241,7 +304,7 @@ class TokenDataset(IterableDataset):
         given (EOS placed in one pass, without an intermediate array)."""
         values, _, ends = self._block(block)
         c0, c1 = (0, 0) if ends is None else np.searchsorted(ends, (a, b)).tolist()
-        if c0 == c1:
+        if ends is None or c0 == c1:
             piece = values[a - c0 : b - c0]
             if out is None:
                 return piece
@@ -256,7 +319,7 @@ class TokenDataset(IterableDataset):
         out[eos] = self.eos_id
         return out
 
-    def _window_tokens(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _window_tokens(self, epoch: int, index: int) -> tuple[Ints, Ints]:
         """The `seq_len + 1` tokens of window `index` and where documents start inside it."""
         layout = self.epoch_layout(epoch)
         lo = int(self._window_starts(epoch, np.asarray([index]))[0])
@@ -275,21 +338,19 @@ class TokenDataset(IterableDataset):
             pos += 1
         return np.concatenate(pieces).astype(np.int64), np.concatenate(doc_starts)
 
-    def window(self, epoch: int, index: int) -> dict:
+    def window(self, epoch: int, index: int) -> Window:
         """Item `index` of the epoch's global window order (any rank's)."""
         if not 0 <= index < self.epoch_layout(epoch).windows:
             raise IndexError(f"window {index} outside epoch of {self.epoch_layout(epoch).windows}")
         tokens, doc_starts = self._window_tokens(epoch, index)
         window = torch.from_numpy(tokens)
-        item = {"input_ids": window[:-1], "labels": window[1:].clone(), "index": index}
+        item = Window(input_ids=window[:-1], labels=window[1:].clone(), index=index)
         if self.document_masking:
             _mask_documents(item, doc_starts, self.seq_len)
         return item
 
-    def _plan(self, epoch: int, indices: np.ndarray) -> tuple[list, list, list]:
-        """Where each window lies, from the layout alone (no shard is read): the block holding
-        its first token, that token's place in the block's stream, and whether the whole
-        window lies in that block."""
+    def _plan(self, epoch: int, indices: Ints) -> Plan:
+        """Where each window lies, from the layout alone (no shard is read)."""
         layout = self.epoch_layout(epoch)
         lo = self._window_starts(epoch, indices)
         pos = np.searchsorted(layout.starts, lo, side="right") - 1
@@ -299,10 +360,10 @@ class TokenDataset(IterableDataset):
     def _fill(
         self,
         epoch: int,
-        indices: np.ndarray,
-        plan: tuple[list, list, list],
-        dtype=np.int64,
-        doc_starts: list | None = None,
+        indices: Ints,
+        plan: Plan,
+        dtype: type[np.int32] | type[np.int64] = np.int64,
+        doc_starts: list[Ints] | None = None,
     ) -> np.ndarray:
         """The planned windows' tokens, `[n, seq_len + 1]`, copied straight from the mapped
         blocks into one array (the only copy made). With a `doc_starts` list, each window's
@@ -326,11 +387,11 @@ class TokenDataset(IterableDataset):
                 doc_starts.append(starts[starts.searchsorted(a) : starts.searchsorted(a + n)] - a)
         return out
 
-    def _masked(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list]) -> tuple[np.ndarray, ...]:
+    def _masked(self, epoch: int, indices: Ints, plan: Plan) -> tuple[Ints, Ints, Ints, Ints]:
         """Tokens and document masking of the planned windows, for all of them at once:
         `windows [n, seq_len + 1]`, `labels [n, seq_len]` (-100 where the target starts the next
         document), `position_ids [n, seq_len]` and `cu_seqlens` over the `n * seq_len` tokens."""
-        found: list[np.ndarray] = []
+        found: list[Ints] = []
         windows = self._fill(epoch, indices, plan, doc_starts=found)
         n, seq_len = windows.shape[0], self.seq_len
         rows = np.repeat(np.arange(n), np.fromiter(map(len, found), dtype=np.int64, count=n))
@@ -350,48 +411,61 @@ class TokenDataset(IterableDataset):
         step[0] = 0
         return windows, labels, np.cumsum(step).reshape(n, seq_len), cu
 
-    def _batch(self, epoch: int, indices: np.ndarray, plan: tuple[list, list, list] | None = None) -> dict:
+    def _batch(self, epoch: int, indices: Ints, plan: Plan | None = None) -> Batch | CompactBatch:
         """A collated batch of windows (see `collate_windows`), gathered without per-item work:
         without masking, `input_ids` and `labels` are views of one `[n, seq_len + 1]` tensor,
         offset by one."""
         plan = plan or self._plan(epoch, indices)
         if self.document_masking:
             windows, labels, positions, cu = self._masked(epoch, indices, plan)
-            return {
-                "input_ids": torch.from_numpy(windows[:, :-1]),
-                "labels": torch.from_numpy(labels),
-                "index": torch.from_numpy(indices),
-                "position_ids": torch.from_numpy(positions),
-                "cu_seqlens": torch.from_numpy(cu.astype(np.int32)),
-                "max_seqlen": int(np.diff(cu).max()),
-            }
+            return Batch(
+                input_ids=torch.from_numpy(windows[:, :-1]),
+                labels=torch.from_numpy(labels),
+                index=torch.from_numpy(indices),
+                position_ids=torch.from_numpy(positions),
+                cu_seqlens=torch.from_numpy(cu.astype(np.int32)),
+                max_seqlen=int(np.diff(cu).max()),
+            )
         if self.compact:
-            return {"windows": torch.from_numpy(self._fill(epoch, indices, plan, np.int32)), "index": indices.tolist()}
+            return CompactBatch(
+                windows=torch.from_numpy(self._fill(epoch, indices, plan, np.int32)), index=indices.tolist()
+            )
         windows = self._fill(epoch, indices, plan)
-        return {
-            "input_ids": torch.from_numpy(windows[:, :-1]),
-            "labels": torch.from_numpy(windows[:, 1:]),
-            "index": torch.from_numpy(indices),
-        }
+        return Batch(
+            input_ids=torch.from_numpy(windows[:, :-1]),
+            labels=torch.from_numpy(windows[:, 1:]),
+            index=torch.from_numpy(indices),
+        )
 
-    # ---- iteration and state ------------------------------------------------------------
+    # ---- position: where a pass starts and how far its consumer got ----------------------
 
-    def _normalize(self) -> None:
-        """Fold the items taken into the start position; roll over a finished epoch."""
+    def begin_pass(self) -> int:
+        """Start a pass where the last one stopped: the items taken are folded into the start,
+        and a finished epoch rolls over. Returns the pass's epoch (for `end_pass`)."""
         self._start += self._count * self.world_size
         self._count = 0
-        remaining = (self.windows_per_epoch() - self._start) // self.world_size
-        if remaining <= 0 and self._start > 0:
-            self._finish_epoch(self._epoch)
+        if self.items_left() <= 0 and self._start > 0:
+            self.end_pass(self._epoch)
+        return self._epoch
 
-    def _finish_epoch(self, epoch: int) -> None:
+    def set_taken(self, items: int) -> None:
+        """The consumer took `items` items of the current pass. Iterated in this process the
+        dataset counts them itself; DataLoader workers hold copies, so their consumer counts."""
+        self._count = items
+
+    def end_pass(self, epoch: int) -> None:
+        """A pass over `epoch` reached its end: go on at the next epoch's start, unless the
+        position was set anew meanwhile (`load_state_dict`, `set_epoch`)."""
         if self._epoch == epoch:
             self._epoch, self._start, self._count = epoch + 1, 0, 0
 
-    def _remaining(self) -> int:
-        return max(0, (self.windows_per_epoch() - self._start) // self.world_size)
+    def items_left(self) -> int:
+        """This rank's items of the current epoch not taken yet."""
+        return max(0, (self.windows_per_epoch() - self._start) // self.world_size - self._count)
 
-    def _positions(self, total: int, worker: int, workers: int, group: int = 1024) -> Iterator[np.ndarray]:
+    # ---- iteration and state ------------------------------------------------------------
+
+    def _positions(self, total: int, worker: int, workers: int, group: int = 1024) -> Iterator[Ints]:
         """This worker's rank-local item numbers, in order, about `group` at a time (each group is
         located with a few vectorized operations)."""
         step = self.chunk * workers * -(-group // (self.chunk * workers))
@@ -402,32 +476,32 @@ class TokenDataset(IterableDataset):
             if len(q):
                 yield q
 
-    def _items(self, epoch: int, indices: np.ndarray, fill: int = 64) -> Iterator[dict]:
+    def _items(self, epoch: int, indices: Ints, fill: int = 64) -> Iterator[Window]:
         """The items of global windows `indices`, in order, copied `fill` windows at a time (an
         item holds on to a small array only)."""
-        plan = self._plan(epoch, indices)
+        blocks, offsets, inside = self._plan(epoch, indices)
         for a in range(0, len(indices), fill):
-            part, part_plan = indices[a : a + fill], tuple(x[a : a + fill] for x in plan)
+            part, part_plan = indices[a : a + fill], (blocks[a : a + fill], offsets[a : a + fill], inside[a : a + fill])
             if not self.document_masking:
                 windows = self._fill(epoch, part, part_plan)
                 inputs, labels = torch.from_numpy(windows[:, :-1]), torch.from_numpy(windows[:, 1:])
-                yield from ({"input_ids": x, "labels": y, "index": g} for x, y, g in zip(inputs, labels, part.tolist()))
+                yield from (Window(input_ids=x, labels=y, index=g) for x, y, g in zip(inputs, labels, part.tolist()))
                 continue
-            windows, labels, positions, cu = self._masked(epoch, part, part_plan)
-            inputs, labels, positions = (torch.from_numpy(x) for x in (windows[:, :-1], labels, positions))
+            masked, masked_labels, positions, cu = self._masked(epoch, part, part_plan)
+            inputs, labels, position_ids = (torch.from_numpy(x) for x in (masked[:, :-1], masked_labels, positions))
             bounds = np.searchsorted(cu, np.arange(len(part) + 1) * self.seq_len).tolist()
-            cu = cu.astype(np.int32)
+            cu32 = cu.astype(np.int32)
             for row, g in enumerate(part.tolist()):
-                own = cu[bounds[row] : bounds[row + 1] + 1] - row * self.seq_len
-                yield {
-                    "input_ids": inputs[row],
-                    "labels": labels[row],
-                    "index": g,
-                    "position_ids": positions[row],
-                    "cu_seqlens": torch.from_numpy(own),
-                }
+                own = cu32[bounds[row] : bounds[row + 1] + 1] - row * self.seq_len
+                yield Window(
+                    input_ids=inputs[row],
+                    labels=labels[row],
+                    index=g,
+                    position_ids=position_ids[row],
+                    cu_seqlens=torch.from_numpy(own),
+                )
 
-    def _batches(self, epoch: int, q: np.ndarray, indices: np.ndarray) -> tuple[list[int], Iterator[dict]]:
+    def _batches(self, epoch: int, q: Ints, indices: Ints) -> tuple[list[int], Iterator[Batch | CompactBatch]]:
         """The batches (one per chunk) of the items `q` and, for each, the items taken after it."""
         cuts = (np.flatnonzero(np.diff(q // self.chunk)) + 1).tolist()
         bounds = list(zip([0] + cuts, cuts + [len(q)]))
@@ -435,25 +509,39 @@ class TokenDataset(IterableDataset):
         blocks, offsets, inside = self._plan(epoch, indices)
         return taken, (self._batch(epoch, indices[a:b], (blocks[a:b], offsets[a:b], inside[a:b])) for a, b in bounds)
 
-    def __iter__(self) -> Iterator[dict]:
-        self._normalize()
+    def _pass(self, produce: Callable[[int, Ints, Ints], tuple[list[int], Iterator[Out]]]) -> Iterator[Out]:
+        """One pass from the current position to the epoch's end: `produce(epoch, q, indices)`
+        gives the outputs of rank-local items `q` (global windows `indices`) and, for each, the
+        items taken after it."""
+        epoch = self.begin_pass()
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        epoch, start, total = self._epoch, self._start, self._remaining()
+        start, total = self._start, self.items_left()
         for q in self._positions(total, worker, workers):
             indices = start + self.rank + self.world_size * q
-            if self.batch_size:
-                taken, out = self._batches(epoch, q, indices)
-            else:
-                taken, out = (q + 1).tolist(), self._items(epoch, indices)
+            taken, out = produce(epoch, q, indices)
             for n, x in zip(taken, out):
                 if info is None:
-                    self._count = n
+                    self.set_taken(n)
                 yield x
         if info is None:
-            self._finish_epoch(epoch)
+            self.end_pass(epoch)
 
-    def state_dict(self) -> dict:
+    def items(self) -> Iterator[Window]:
+        """A pass item by item."""
+        return self._pass(lambda epoch, q, indices: ((q + 1).tolist(), self._items(epoch, indices)))
+
+    def batches(self) -> Iterator[Batch | CompactBatch]:
+        """A pass batch by batch (after `set_batching`)."""
+        if not self.batch_size:
+            raise ValueError("batches need a batch size: call set_batching first")
+        return self._pass(self._batches)
+
+    def __iter__(self) -> Iterator[Window | Batch | CompactBatch]:
+        """A pass: batches after `set_batching`, else items."""
+        return self.batches() if self.batch_size else self.items()
+
+    def state_dict(self) -> TokenState:
         return {
             "version": STATE_VERSION,
             "epoch": self._epoch,
@@ -465,21 +553,30 @@ class TokenDataset(IterableDataset):
             "manifest_sha256": self.manifest_sha256,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: TokenState) -> None:
         """Continue where `state` stopped; ranks and workers may differ from the saving run."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported loader state version {state.get('version')!r}")
+        saved: Mapping[str, object] = state
         for key in ("seed", "seq_len", "shuffle", "shuffle_shards", "manifest_sha256"):
-            if state[key] != getattr(self, key):
-                raise ValueError(f"loader state has {key}={state[key]!r}, this dataset {getattr(self, key)!r}")
+            if saved[key] != getattr(self, key):
+                raise ValueError(f"loader state has {key}={saved[key]!r}, this dataset {getattr(self, key)!r}")
         self._epoch, self._start, self._count = int(state["epoch"]), int(state["consumed"]), 0
+
+    def set_batching(self, batch_size: int, *, compact: bool = False) -> None:
+        """Yield batches of `batch_size` consecutive items of the rank (each batch one chunk of the
+        split) instead of items; `compact`: as `CompactBatch`es, cheaper to send between processes."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.batch_size = self.chunk = batch_size
+        self.compact = compact
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch `epoch` from its beginning."""
         self._epoch, self._start, self._count = epoch, 0, 0
 
 
-def _mask_documents(item: dict, doc_starts: np.ndarray, seq_len: int) -> None:
+def _mask_documents(item: Window, doc_starts: Ints, seq_len: int) -> None:
     """Labels, position ids and cu_seqlens for a window whose documents start at
     `doc_starts` (offsets inside the `seq_len + 1` window)."""
     inside = doc_starts[(doc_starts >= 1) & (doc_starts <= seq_len)]
@@ -492,9 +589,9 @@ def _mask_documents(item: dict, doc_starts: np.ndarray, seq_len: int) -> None:
     item["cu_seqlens"] = torch.from_numpy(segments.astype(np.int32))
 
 
-def expand_compact(batch: dict, batch_size: int) -> list[dict]:
-    """Batches of `batch_size` from a compact one (`windows` int32 `[n, seq_len + 1]`), with
-    `input_ids` / `labels` int64 views offset by one; any other batch as it is."""
+def expand_compact(batch: Batch | CompactBatch, batch_size: int) -> list[Batch]:
+    """Batches of `batch_size` from a compact one, with `input_ids` / `labels` int64 views offset
+    by one; any other batch as it is."""
     if "windows" not in batch:
         return [batch]
     # NumPy's cast runs on this thread; torch's wakes its thread pool, which competes with the
@@ -503,22 +600,22 @@ def expand_compact(batch: dict, batch_size: int) -> list[dict]:
     inputs, labels = windows[:, :-1], windows[:, 1:]
     index = torch.as_tensor(batch["index"], dtype=torch.int64)
     return [
-        {
-            "input_ids": inputs[a : a + batch_size],
-            "labels": labels[a : a + batch_size],
-            "index": index[a : a + batch_size],
-        }
+        Batch(
+            input_ids=inputs[a : a + batch_size],
+            labels=labels[a : a + batch_size],
+            index=index[a : a + batch_size],
+        )
         for a in range(0, len(windows), batch_size)
     ]
 
 
-def collate_windows(items: list[dict]) -> dict:
+def collate_windows(items: list[Window]) -> Batch:
     """Batch items: stack the fixed-size tensors; flatten `cu_seqlens` over the batch."""
-    batch = {
-        "input_ids": torch.stack([x["input_ids"] for x in items]),
-        "labels": torch.stack([x["labels"] for x in items]),
-        "index": torch.tensor([x["index"] for x in items], dtype=torch.int64),
-    }
+    batch = Batch(
+        input_ids=torch.stack([x["input_ids"] for x in items]),
+        labels=torch.stack([x["labels"] for x in items]),
+        index=torch.tensor([x["index"] for x in items], dtype=torch.int64),
+    )
     if "source" in items[0]:  # a mixture's window: which source it came from
         batch["source"] = torch.tensor([x["source"] for x in items], dtype=torch.int64)
     if "position_ids" in items[0]:

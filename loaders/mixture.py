@@ -19,22 +19,39 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TypedDict, final
 
 import numpy as np
 from torch.utils.data import IterableDataset
 
-from refinery.loaders.dataset import TokenDataset
+from refinery.loaders.dataset import Ints, TokenDataset, Window
 
 STATE_VERSION = 1
 _STEP = (math.sqrt(5) - 1) / 2
 _BLOCK = 4096
 
 
-class MixtureDataset(IterableDataset):
+@final
+class MixtureState(TypedDict):
+    """How far all ranks got (`position`) and each source's windows before it, and what must
+    match for it to be loaded."""
+
+    version: int
+    position: int
+    counts: list[int]
+    seed: int
+    seq_len: int
+    weights: list[float]
+    manifests: list[str]
+
+
+class MixtureDataset(IterableDataset[Window]):
+    """Windows of several `TokenDataset`s in set proportions; see the module docstring."""
+
     def __init__(
         self,
-        sources: list[tuple[str | os.PathLike, float]],
+        sources: list[tuple[str | os.PathLike[str], float]],
         seq_len: int,
         *,
         seed: int = 0,
@@ -64,7 +81,7 @@ class MixtureDataset(IterableDataset):
         self.counts = np.zeros(len(sources), dtype=np.int64)  # windows each source gave before `position`
         self.taken = 0  # windows this rank took since `position`
 
-    def source_of(self, start: int, stop: int) -> np.ndarray:
+    def source_of(self, start: int, stop: int) -> Ints:
         """The source of each mixture window in [start, stop)."""
         u = np.modf(self.phase + np.arange(start, stop, dtype=np.float64) * _STEP)[0]
         return np.searchsorted(self.bounds, u, side="right").clip(max=len(self.sources) - 1)
@@ -73,7 +90,7 @@ class MixtureDataset(IterableDataset):
         """Windows in one pass of the mixture as sized by its sources (for batch-size checks)."""
         return int(sum(s.windows_per_epoch(0) for s in self.sources))
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[Window]:
         state = self.state_dict()  # a new pass goes on from what this rank took
         self.position, self.counts, self.taken = state["position"], np.asarray(state["counts"], np.int64), 0
         counts = self.counts.copy()
@@ -94,7 +111,7 @@ class MixtureDataset(IterableDataset):
                 counts[s] += 1
             at += _BLOCK
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> MixtureState:
         """Exact between items; the same on every rank that took as many items."""
         position = self.position + self.taken * self.world_size
         counts = self.counts + np.bincount(self.source_of(self.position, position), minlength=len(self.sources))
@@ -108,14 +125,15 @@ class MixtureDataset(IterableDataset):
             "manifests": [s.manifest_sha256 for s in self.sources],
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: MixtureState) -> None:
         """Continue where `state` stopped; the number of ranks may differ from the saving run."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported mixture state version {state.get('version')!r}")
+        saved: Mapping[str, object] = state
         mine = {"seed": self.seed, "seq_len": self.seq_len, "manifests": [s.manifest_sha256 for s in self.sources]}
         for key, value in mine.items():
-            if state[key] != value:
-                raise ValueError(f"loader state has {key}={state[key]!r}, this mixture {value!r}")
+            if saved[key] != value:
+                raise ValueError(f"loader state has {key}={saved[key]!r}, this mixture {value!r}")
         if not np.allclose(state["weights"], self.weights):
             raise ValueError(f"loader state has weights {state['weights']}, this mixture {self.weights.tolist()}")
         self.position, self.counts, self.taken = int(state["position"]), np.asarray(state["counts"], np.int64), 0

@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -29,10 +30,10 @@ class ShardSource:
 
     def __init__(
         self,
-        path_or_uri: str | os.PathLike,
+        path_or_uri: str | os.PathLike[str],
         *,
         filesystem: pafs.FileSystem | None = None,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         verify: bool = True,
     ):
         self.uri = str(path_or_uri)
@@ -45,12 +46,12 @@ class ShardSource:
             self.fs, self.root = storage.filesystem(self.uri)
         raw = self._read_small(MANIFEST)
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
-        self.manifest = read_manifest(raw)
+        self.manifest: dict[str, Any] = read_manifest(raw)  # JSON, checked by read_manifest
         base = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "refinery-shards"
         self.cache = base / self.manifest_sha256[:16]
         self._readers: dict[int, tuple[pa.ipc.RecordBatchFileReader, memoryview, set[int]]] = {}
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_readers"] = {}
         return state
@@ -59,16 +60,16 @@ class ShardSource:
         if self.fs is None:
             return (Path(self.root) / name).read_bytes()
         with self.fs.open_input_stream(f"{self.root.rstrip('/')}/{name}") as fh:
-            return fh.read()
+            return bytes(fh.read())
 
     def _local_path(self, index: int) -> Path:
-        entry = self.manifest["shards"][index]
+        name: str = self.manifest["shards"][index]["path"]
         if self.fs is None:
-            return Path(self.root) / entry["path"]
-        target = self.cache / entry["path"]
+            return Path(self.root) / name
+        target = self.cache / name
         if not target.exists():
             with storage.replacing(target) as tmp:
-                self._download(entry["path"], tmp)
+                self._download(name, tmp)
         return target
 
     def _download(self, name: str, dest: Path) -> None:
@@ -101,7 +102,7 @@ class ShardSource:
             opened = self._readers[index] = (reader, whole, set())
         return opened[0]
 
-    def _check_blocks(self, entry: dict, path: Path, reader: pa.ipc.RecordBatchFileReader) -> None:
+    def _check_blocks(self, entry: dict[str, Any], path: Path, reader: pa.ipc.RecordBatchFileReader) -> None:
         """The manifest's block counts against the shard's own metadata (rows, list offsets):
         the loader places every window from those counts, so a wrong one must stop the shard
         before anything is read from it. Cheap (offsets only), so done even without `verify`."""
@@ -133,7 +134,7 @@ class ShardSource:
             verified.add(block)
         return reader.get_batch(block)
 
-    def _reject(self, entry: dict, path: Path, why: str) -> None:
+    def _reject(self, entry: dict[str, Any], path: Path, why: str) -> NoReturn:
         if self.fs is not None:
             path.unlink(missing_ok=True)
         raise ShardCorrupt(f"shard {entry['path']}: {why}")

@@ -164,6 +164,61 @@ def test_loader_resume_continues_the_same_batches(shards):
     assert all(torch.equal(a, b) for a, b in zip(head + tail, full))
 
 
+def test_cycle_drops_partial_batches_and_resumes_between_any_two(bare_shards):
+    """What the trainer takes: full batches epoch after epoch, the same as a DataLoader over the
+    items with drop_last, and a state after any batch that continues with the next one."""
+    from torch.utils.data import DataLoader
+
+    def make():
+        return TokenDataset(bare_shards, SEQ, seed=4, world_size=2, document_masking=True)
+
+    per_epoch = make().windows_per_epoch() // 2 // 5
+    items = DataLoader(make(), batch_size=5, collate_fn=collate_windows, drop_last=True)
+    expected = [batch for _ in range(2) for batch in items]
+    assert len(expected) == 2 * per_epoch and make().items_left() % 5  # an epoch ends in a partial batch
+    loader = TokenLoader(make(), batch_size=5, drop_last=True)
+    assert len(loader) == per_epoch
+    cycle = loader.cycle()
+    got, states = [], []
+    for _ in range(len(expected)):
+        got.append(next(cycle))
+        states.append(loader.state_dict())
+    for a, b in zip(got, expected):
+        assert a.keys() == b.keys() and a["max_seqlen"] == b["max_seqlen"]
+        assert all(torch.equal(a[k], b[k]) for k in a if k != "max_seqlen")
+    assert states[per_epoch - 1]["epoch"] == 0 and states[per_epoch]["epoch"] == 1
+    for k in (0, per_epoch - 1, per_epoch + 2):
+        resumed = TokenLoader(make(), batch_size=5, drop_last=True)
+        resumed.load_state_dict(states[k])
+        assert torch.equal(next(resumed.cycle())["input_ids"], got[k + 1]["input_ids"])
+
+
+def test_too_few_windows_for_one_full_batch_is_refused(shards):
+    total = TokenDataset(shards, SEQ).windows_per_epoch()
+    with pytest.raises(ValueError, match=f"the shards hold {total} windows"):
+        TokenLoader(TokenDataset(shards, SEQ), batch_size=total + 1, drop_last=True)
+
+
+def test_loader_batches_a_mixture_and_keeps_its_state(shards, bare_shards):
+    from refinery.loaders import MixtureDataset
+
+    def make():
+        return MixtureDataset([(shards, 0.6), (bare_shards, 0.4)], SEQ, seed=2)
+
+    items = iter(make())
+    loader = TokenLoader(make(), batch_size=4, drop_last=True)
+    batches = loader.cycle()
+    for _ in range(3):
+        expected = collate_windows([next(items) for _ in range(4)])
+        batch = next(batches)
+        assert all(torch.equal(batch[k], expected[k]) for k in ("input_ids", "labels", "index", "source"))
+    assert loader.state_dict()["position"] == 12
+    with pytest.raises(ValueError, match="num_workers"):
+        TokenLoader(make(), batch_size=4, num_workers=2)
+    with pytest.raises(ValueError, match="not a mixture's"):
+        loader.load_state_dict(TokenDataset(shards, SEQ).state_dict())
+
+
 def test_epochs_advance_and_end_of_epoch_state_starts_the_next(shards):
     ds = TokenDataset(shards, SEQ, seed=1, world_size=2)
     n = len(list(ds))
