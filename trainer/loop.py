@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,10 @@ import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
 
+from refinery.loaders import TokenDataset, TokenLoader
 from refinery.trainer.checkpoint import CheckpointManager, atomic_write_text, complete_steps
 from refinery.trainer.config import TrainConfig
-from refinery.trainer.data import Batches, open_dataset, open_training_data, source_names, to_device, vocab_size_of
+from refinery.trainer.data import open_training_data, source_names, to_device, vocab_size_of
 from refinery.trainer.flops import flops_per_token, peak_flops, peak_memory_gib
 from refinery.trainer.hf import save_hf
 from refinery.trainer.model import InternLM2ForCausalLM
@@ -233,7 +235,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
             f"or train into a new --out"
         )
     dataset = open_training_data(cfg.data, data, rank=rank, world_size=world)
-    batches = Batches(dataset, cfg.micro_batch_size)
+    loader = TokenLoader(dataset, cfg.micro_batch_size, drop_last=True)
     model_cfg = cfg.model_config_for(vocab_size_of(dataset))
     if vocab_size_of(dataset) > model_cfg.vocab_size:
         raise ValueError(
@@ -268,7 +270,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
         trainer_state, own = ckpt.load(latest, state)
         load_sharded_state(model, optimizer, state)
         sched.load_state_dict(trainer_state["scheduler"])
-        batches.load_state_dict(own["loader"])
+        loader.load_state_dict(own["loader"])
         set_rng_state(own["rng"])
         step = int(trainer_state["step"])
     if rank == 0:
@@ -289,8 +291,8 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     autocast = _autocast(cfg, device)
     valid = None
     if cfg.data.valid and cfg.data.valid_every:
-        held_out = Batches(
-            open_dataset(
+        held_out = TokenLoader(
+            TokenDataset(
                 cfg.data.valid,
                 cfg.data.seq_len,
                 seed=0,
@@ -300,8 +302,9 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
                 document_masking=cfg.data.document_masking,
             ),
             cfg.micro_batch_size,
+            drop_last=True,
         )
-        valid = [next(held_out) for _ in range(cfg.data.valid_batches)]
+        valid = list(islice(held_out.cycle(), cfg.data.valid_batches))
     writer = _Writer(out, cfg.tensorboard) if rank == 0 else None
     tokens_per_step = cfg.global_batch_size * cfg.data.seq_len
     names = source_names(cfg.data)
@@ -309,6 +312,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     peak = peak_flops(device)
     last_saved = step
     model.train()
+    batches = loader.cycle()
     stop = _StopOnSigterm()
     try:
         while step < total_steps:
@@ -343,7 +347,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
                 "grad_norm": grad_norm,
                 "tokens": step * tokens_per_step,
             }
-            position = dataset.state_dict()
+            position = loader.state_dict()
             if "counts" in position:  # a mixture: tokens drawn from each source so far, over all ranks
                 record.update({f"tokens/{name}": n * cfg.data.seq_len for name, n in zip(names, position["counts"])})
             else:
@@ -369,7 +373,7 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
                     )
             preempted = stop.agreed(world, device)
             if step % cfg.checkpoint.every == 0 or step == total_steps or preempted:
-                _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg)
+                _save(ckpt, step, model, optimizer, sched, loader, rank, model_cfg)
                 last_saved = step
             if preempted:
                 ckpt.wait()
@@ -388,8 +392,8 @@ def _train(cfg, data, out, total_steps, resume, rank, world, device) -> dict:
     return {"step": step, "last_checkpoint": last_saved, "params": model_cfg.num_params()}
 
 
-def _save(ckpt, step, model, optimizer, sched, batches, rank, model_cfg) -> None:
+def _save(ckpt, step, model, optimizer, sched, loader, rank, model_cfg) -> None:
     trainer = None
     if rank == 0:
         trainer = {"step": step, "scheduler": sched.state_dict(), "model_config": model_cfg.model_dump_json()}
-    ckpt.save(step, sharded_state(model, optimizer), trainer, {"loader": batches.state_dict(), "rng": rng_state()})
+    ckpt.save(step, sharded_state(model, optimizer), trainer, {"loader": loader.state_dict(), "rng": rng_state()})
