@@ -240,7 +240,8 @@ class Trainer:
         folder = cfg.checkpoint.folder or str(out / "checkpoints")
         if not resume and complete_steps(folder):
             raise FileExistsError(
-                f"{folder} holds checkpoints of an earlier run: continue it with --resume auto, or train into a new --out"
+                f"{folder} holds checkpoints of an earlier run: continue it with --resume auto, "
+                "or train into a new --out"
             )
         dataset = open_training_data(cfg.data, data, rank=self.rank, world_size=self.world)
         loader = TokenLoader(dataset, cfg.micro_batch_size, drop_last=True)
