@@ -60,8 +60,33 @@ class DomainBlocklist:
         return None
 
 
+def trie_pattern(words: list[str]) -> str:
+    """An alternation of `words` as a prefix tree: the regex engine then tries each prefix once
+    instead of every word at every position. Longer words win over their prefixes."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        optional = "" in node
+        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if optional:
+            body = f"(?:{body})?" if len(branches) > 1 or len(branches[0]) > 1 else body + "?"
+        return body
+
+    return emit(trie)
+
+
 class WordBlocklist:
-    """Per-language word lists from a folder of `<lang>.txt` files (e.g. the LDNOOBW lists)."""
+    """Per-language word lists from a folder of `<lang>.txt` files (e.g. the LDNOOBW lists), each
+    compiled on first use: C4's bad-word rule asks whether a page has a listed word (`found`), the
+    classify stage how many and how densely (`hits`)."""
 
     def __init__(self, root: str | Path, languages: list[str] | None = None):
         self.root = Path(root)
@@ -69,32 +94,32 @@ class WordBlocklist:
         unknown = sorted(set(languages or []) - set(files))
         if unknown:
             raise ValueError(f"{self.root}: no word list for {', '.join(unknown)}")
-        self._patterns: dict[str, re.Pattern] = {}
-        for lang in languages or sorted(files):
-            words = sorted(
-                {
-                    w.strip().lower()
-                    for w in files[lang].read_text(encoding="utf-8", errors="replace").splitlines()
-                    if w.strip()
-                },
-                key=len,
-                reverse=True,
-            )
-            if not words:
-                continue
-            alternatives = "|".join(re.escape(w) for w in words)
-            if lang in UNSPACED_LANGUAGES:
-                self._patterns[lang] = re.compile(alternatives)
-            else:
-                self._patterns[lang] = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+        self._files = {lang: files[lang] for lang in languages or files}
+        self._patterns: dict[str, re.Pattern[str] | None] = {}
 
-    @property
-    def languages(self) -> list[str]:
-        return sorted(self._patterns)
+    def pattern(self, lang: str) -> re.Pattern[str] | None:
+        """The language's list as one expression (None without a list, or an empty one)."""
+        if lang not in self._patterns:
+            path = self._files.get(lang)
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path else []
+            words = sorted({w.strip().lower() for w in lines if w.strip()})
+            alternation = trie_pattern(words)
+            if not words:
+                self._patterns[lang] = None
+            elif lang in UNSPACED_LANGUAGES:
+                self._patterns[lang] = re.compile(alternation)
+            else:
+                self._patterns[lang] = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)")
+        return self._patterns[lang]
+
+    def found(self, text: str, lang: str) -> bool:
+        """Whether the text holds a word of the language's list."""
+        pattern = self.pattern(lang)
+        return pattern is not None and pattern.search(text.lower()) is not None
 
     def hits(self, text: str, lang: str) -> tuple[int, float]:
         """(number of hits, hit rate) of the language's list in the text; (0, 0.0) without a list."""
-        pattern = self._patterns.get(lang)
+        pattern = self.pattern(lang)
         if pattern is None or not text:
             return 0, 0.0
         found = pattern.findall(text.lower())

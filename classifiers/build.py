@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from refinery.classifiers import corpora, synthetic
-from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, params_dict, train, write_card
+from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, train, write_card
 from refinery.classifiers.metrics import classification_report, roc_auc
 
 TEST_SHARE = 5  # one document in five is held out
@@ -243,7 +243,7 @@ def build(name: str, root: Path, out: Path) -> dict:
         "labels": model.labels,
         "positive_label": recipe.positive,
         "sources": counts,
-        "params": params_dict(recipe.params),
+        "params": asdict(recipe.params),
         "heldout": metrics,
         "rebuild": f"python -m refinery.classifiers.build --data DATA --out {out} --only {name}",
     }

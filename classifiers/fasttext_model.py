@@ -18,7 +18,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -232,7 +232,3 @@ def write_card(model_path: str | os.PathLike, card: dict) -> Path:
     path = Path(str(model_path) + ".json")
     path.write_text(json.dumps(card, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
     return path
-
-
-def params_dict(params: TrainParams) -> dict:
-    return asdict(params)

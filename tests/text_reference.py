@@ -13,11 +13,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import regex
 
-from refinery.stages.rules.c4 import BadWords
+from refinery.classifiers.blocklist import UNSPACED_LANGUAGES
 
 _ALL_CHARS = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
 # Unicode Sentence_Terminal: the characters that end a sentence in any script.
@@ -303,8 +304,20 @@ def c4_paragraph(p, doc: Doc) -> list[str]:
     return []
 
 
-def c4_badwords(p, doc: Doc, lists: BadWords) -> list[str]:
-    pattern = lists.pattern(doc.lang or p.default_language)
+def badword_patterns(folder: Path) -> dict[str, re.Pattern]:
+    """tfds c4_utils' expressions: the words of each list as one plain alternation, whole words
+    except in the languages written without spaces."""
+    patterns = {}
+    for path in sorted(folder.glob("*.txt")):
+        words = sorted({w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()})
+        alternation = "|".join(re.escape(w) for w in words)
+        spaced = path.stem not in UNSPACED_LANGUAGES
+        patterns[path.stem] = re.compile(rf"(?:\W|^)({alternation})(?:\W|$)" if spaced else alternation)
+    return patterns
+
+
+def c4_badwords(p, doc: Doc, lists: dict[str, re.Pattern]) -> list[str]:
+    pattern = lists.get(doc.lang or p.default_language)
     if pattern is not None and pattern.search(doc.text.lower()):
         return ["c4_badwords"]
     return []
@@ -376,7 +389,7 @@ def internlm2(p, doc: Doc) -> list[str]:
     return failed
 
 
-def judge(p, lists: BadWords | None, text: str, lang: str | None) -> tuple[list[str], str | None]:
+def judge(p, lists: dict[str, re.Pattern] | None, text: str, lang: str | None) -> tuple[list[str], str | None]:
     """The failed rules of one document, in priority order, and its C4-reduced text."""
     doc = Doc(text, is_cjk(text, lang), lang)
     failed: list[str] = []

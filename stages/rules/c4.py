@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from refinery.classifiers.blocklist import UNSPACED_LANGUAGES
+from refinery.classifiers.blocklist import WordBlocklist
 from refinery.pipeline.core import Strict
 from refinery.pipeline.resources import bundled
 from refinery.stages.rules.family import Family, Judgment, Texts, codes
@@ -338,60 +337,15 @@ def judge_paragraph(p: C4Paragraph, texts: Texts) -> Judgment:
     return out, None
 
 
-def trie_pattern(words: list[str]) -> str:
-    """An alternation of `words` as a prefix tree: the regex engine then tries each prefix once
-    instead of every word at every position."""
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict) -> str:
-        optional = "" in node
-        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        if optional:
-            body = f"(?:{body})?" if len(branches) > 1 or len(branches[0]) > 1 else body + "?"
-        return body
-
-    return emit(trie)
-
-
 # The bundled LDNOOBW lists, one file per language (refinery.pipeline.resources.bundled).
 BADWORDS_FOLDER = "conf/rules/badwords"
 
 
-class BadWords:
-    """C4's bad-word rule: one regular expression per language, built on first use."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.patterns: dict[str, re.Pattern | None] = {}
-
-    def pattern(self, lang: str) -> re.Pattern | None:
-        if lang not in self.patterns:
-            path = self.folder / f"{lang}.txt"
-            if not path.is_file():
-                self.patterns[lang] = None
-            else:
-                words = sorted({w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()})
-                alternation = trie_pattern(words)
-                # Languages written without spaces match inside words; the others only whole words.
-                self.patterns[lang] = re.compile(
-                    alternation if lang in UNSPACED_LANGUAGES else rf"(?:\W|^)(?:{alternation})(?:\W|$)"
-                )
-        return self.patterns[lang]
-
-
 @lru_cache(maxsize=None)
-def bad_words(folder: str | None) -> BadWords:
+def bad_words(folder: str | None) -> WordBlocklist:
     """The lists of a folder (default: the bundled ones), loaded once per process and only when
     the rule is on."""
-    return BadWords(Path(folder) if folder else bundled(BADWORDS_FOLDER))
+    return WordBlocklist(Path(folder) if folder else bundled(BADWORDS_FOLDER))
 
 
 BADWORDS_RULES = ["c4_badwords"]
@@ -403,8 +357,7 @@ def judge_badwords(p: C4BadWords, texts: Texts) -> Judgment:
     langs = texts.langs.to_pylist() if texts.langs is not None else [None] * len(texts.column)
     out = np.zeros((len(langs), 1), dtype=np.bool_)
     for i, text in enumerate(texts.column.to_pylist()):
-        pattern = lists.pattern(langs[i] or p.default_language)
-        out[i, 0] = pattern is not None and pattern.search(text.lower()) is not None
+        out[i, 0] = lists.found(text, langs[i] or p.default_language)
     return out, None
 
 
