@@ -1,6 +1,15 @@
-"""Classifier throughput: the `classify` stage vs datatrove's FastTextClassifierFilter, same
-documents, same model (the shipped quality.ftz), one process, one run; prints docs/s and the ratio.
+"""Classifier benchmarks.
 
+Generalization (`--generalization`): the shipped recipes trained leave-one-domain-out. Prints the
+quality model's AUC per held-out domain and per language, the share of each domain's test
+documents kept and dropped at the demo's thresholds (quality and safety together, each model
+never having seen the domain), and the safety model's false-positive rate per prose domain and
+its spam recall (held-out messages). Thresholds are read from conf/demo.yaml.
+
+    python bench/classifiers.py --data ../shared/data --generalization [--split tune]
+
+Throughput (default): the `classify` stage vs datatrove's FastTextClassifierFilter, same
+documents, same model (the shipped quality.ftz), one process, one run; prints docs/s and the ratio.
 Documents: the extraction benchmark's hand-extracted article bodies and State of the Union
 chunks (real text, 1-10 KB each). datatrove is a benchmark-only dependency (`pip install datatrove`).
 
@@ -10,19 +19,81 @@ chunks (real text, 1-10 KB each). datatrove is a benchmark-only dependency (`pip
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import yaml
 
-from refinery.classifiers import corpora
-from refinery.classifiers.fasttext_model import FastTextClassifier
+from refinery.classifiers import build, corpora, generalization
+from refinery.classifiers.fasttext_model import FastTextClassifier, train
 from refinery.pipeline.resources import package_root
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams
 
 MODEL = package_root() / "models" / "classifiers" / "quality.ftz"
+DEMO = package_root() / "conf" / "demo.yaml"
+
+
+def demo_thresholds(path: Path = DEMO) -> tuple[float, float]:
+    """(quality min hq, safety max spam) of the demo's classify stage."""
+    stage = next(s for s in yaml.safe_load(path.read_text())["stages"] if s["stage"] == "classify")
+    return stage["classifiers"]["quality"]["min"]["hq"], stage["classifiers"]["safety"]["max"]["spam"]
+
+
+def _table(header: list[str], rows: list[list]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    print()
+
+
+def generalization_report(roots: build.Roots, split: str) -> int:
+    quality, safety = build.RECIPES["quality"], build.RECIPES["safety"]
+    min_hq, max_spam = demo_thresholds()
+    q_examples, _ = build.collect(quality, roots)
+    s_examples, _ = build.collect(safety, roots)
+    ood = generalization.leave_one_domain_out(q_examples, quality.positive, quality.params)
+    print("## quality: leave-one-domain-out AUC (P(hq), held-out domain vs the other label's test documents)\n")
+    _table(
+        ["held-out domain", "label", "documents", "AUC"],
+        [[d, v["label"], v["n"], v["auc"]] for d, v in sorted(ood.domain_auc.items(), key=lambda kv: kv[1]["auc"])],
+    )
+    print("## quality: out-of-domain AUC per language (every document scored by the model without its domain)\n")
+    by_language = generalization.auc_by_language(ood, quality.positive)
+    _table(
+        ["language", "documents", "hq", "AUC"], [[k, v["n"], v["positive"], v["auc"]] for k, v in by_language.items()]
+    )
+
+    # P(spam) of every quality example from a safety model that never saw its domain's prose; the
+    # junk domains were never safety training data, and spam groups share the messages' split.
+    spam = np.full(len(ood.examples), np.nan, dtype=np.float32)
+    for domain, model in generalization.models_without_each_domain(s_examples, safety.params):
+        rows = [i for i, e in enumerate(ood.examples) if e.domain == domain]
+        spam[rows] = generalization.positive_scores(model, [ood.examples[i] for i in rows], safety.positive)
+    with tempfile.TemporaryDirectory() as tmp:
+        full = train([(e.text, e.label) for e in s_examples if e.split == "train"], Path(tmp) / "s.ftz", safety.params)
+        rest = np.flatnonzero(np.isnan(spam))
+        spam[rest] = generalization.positive_scores(full, [ood.examples[i] for i in rest], safety.positive)
+        held_spam = [e for e in s_examples if e.split == split and e.label == safety.positive]
+        recall = float(np.mean(generalization.positive_scores(full, held_spam, safety.positive) > max_spam))
+    keep = (ood.scores >= min_hq) & (spam <= max_spam)
+    kept = generalization.pass_rates(ood, keep, split)
+    quality_kept = generalization.pass_rates(ood, ood.scores >= min_hq, split)
+    flagged = generalization.pass_rates(ood, spam > max_spam, split)
+    print(f"## demo thresholds (quality min hq {min_hq:g}, safety max spam {max_spam:g}), {split} documents\n")
+    rows = []
+    for domain in sorted(kept, key=lambda d: (ood.domain_auc[d]["label"] != "hq", d)):
+        good = ood.domain_auc[domain]["label"] == "hq"
+        n = sum(e.domain == domain and e.split == split for e in ood.examples)
+        share = kept[domain] if good else 1 - kept[domain]
+        rows.append([domain, "hq: kept" if good else "lq: dropped", n, share, quality_kept[domain], flagged[domain]])
+    _table(["domain", "goal", "documents", "share (both models)", "P(hq) >= min", "P(spam) > max"], rows)
+    print(f"safety spam recall at {max_spam:g}: {recall:.3f} of {len(held_spam)} held-out spam messages ({split})")
+    return 0
 
 
 def documents(root: Path) -> list[str]:
@@ -107,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="copies of the document set")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each; the fastest counts")
+    parser.add_argument("--generalization", action="store_true", help="leave-one-domain-out figures instead")
+    parser.add_argument("--split", choices=["test", "tune"], default="test", help="documents the rates are read on")
     args = parser.parse_args(argv)
+    if args.generalization:
+        return generalization_report(build.Roots(Path(args.data)), args.split)
     texts = documents(Path(args.data)) * args.repeat
     mb = sum(len(t.encode()) for t in texts) / 1e6
     stage, filt = refinery_stage(), datatrove_filter()

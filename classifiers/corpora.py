@@ -8,6 +8,7 @@ the model cards.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import re
@@ -26,12 +27,23 @@ def nltk_plaintext(root: Path, corpus: str) -> Iterator[tuple[str, str]]:
                 yield f"{corpus}/{Path(name).stem}", z.read(name).decode("utf-8", "replace").replace("\r\n", "\n")
 
 
-def genesis_english(root: Path, parts: int = 10) -> Iterator[tuple[str, str]]:
-    """The two public-domain English translations of Genesis (KJV, World English Bible), each cut
-    into `parts` consecutive runs of lines. Part k of both translations shares the id
-    `genesis/k`, so parallel text never lands on both sides of the train/test split."""
+GENESIS_TRANSLATIONS = {
+    "english-kjv": "en",
+    "english-web": "en",
+    "finnish": "fi",
+    "french": "fr",
+    "german": "de",
+    "portuguese": "pt",
+    "swedish": "sv",
+}
+
+
+def genesis(root: Path, translations: list[str], parts: int = 10) -> Iterator[tuple[str, str]]:
+    """Public-domain translations of Genesis (nltk genesis.zip), each cut into `parts`
+    consecutive runs of lines. Part k of every translation shares the id `genesis/k`, so
+    parallel text never lands on both sides of the train/test split."""
     with zipfile.ZipFile(root / "nltk_corpora" / "genesis.zip") as z:
-        for name in ("english-kjv", "english-web"):
+        for name in translations:
             lines = z.read(f"genesis/{name}.txt").decode("utf-8", "replace").splitlines()
             step = -(-len(lines) // parts)
             for k in range(parts):
@@ -42,13 +54,15 @@ def genesis_english(root: Path, parts: int = 10) -> Iterator[tuple[str, str]]:
                 )
 
 
-def udhr_english(root: Path) -> Iterator[tuple[str, str]]:
-    """The Universal Declaration of Human Rights in English (public domain), one document per
-    run of about 1000 characters of articles."""
+def udhr(root: Path, code: str) -> Iterator[tuple[str, str]]:
+    """The Universal Declaration of Human Rights in one language (public domain; `code` is the
+    udhr2 file name, e.g. `eng`, `cmn_hans`), one document per run of about 1000 characters of
+    articles. Article k of every translation falls in run k or near it; runs are split by
+    their own id, so translations of one article may fall on both sides."""
     with zipfile.ZipFile(root / "nltk_corpora" / "udhr2.zip") as z:
-        text = z.read("udhr2/eng.txt").decode("utf-8", "replace")
+        text = z.read(f"udhr2/{code}.txt").decode("utf-8", "replace")
     for i, chunk in enumerate(chunks(text.replace("\n", "\n\n"), 1000)):
-        yield f"udhr/eng/{i}", chunk
+        yield f"udhr/{code}/{i}", chunk
 
 
 def sms(root: Path) -> Iterator[tuple[str, str, str]]:
@@ -66,6 +80,57 @@ def article_bodies(root: Path) -> Iterator[tuple[str, str]]:
         body = (truth[key].get("articleBody") or "").strip()
         if body:
             yield f"articles/{key}", body
+
+
+def trafilatura_main_texts(root: Path, min_chars: int = 500) -> Iterator[tuple[str, str]]:
+    """Main text of the trafilatura evaluation pages (news, blogs, government and company
+    pages), extracted by trafilatura and kept only when it holds every snippet the annotators
+    marked as main text and none they marked as boilerplate."""
+    import trafilatura
+
+    folder = root / "trafilatura_eval" / "html"
+    for url, entry in _trafilatura_pages(root):
+        path = folder / f"{entry['file']}.gz"
+        if not path.is_file():
+            continue
+        html = gzip.decompress(path.read_bytes()).decode("utf-8", "replace")
+        text = trafilatura.extract(html, favor_precision=True) or ""
+        wanted, unwanted = entry.get("with") or [], entry.get("without") or []
+        if len(text) >= min_chars and all(s in text for s in wanted) and not any(s in text for s in unwanted):
+            yield f"trafilatura/{url}", text
+
+
+def article_page_links(root: Path) -> Iterator[tuple[str, str]]:
+    """Per page of the extraction benchmark, the text of every link, one per line: the related
+    stories, tag clouds, section lists and share buttons of a news page (a link list)."""
+    import lxml.html
+
+    for path in sorted((root / "article_extraction_benchmark" / "html").glob("*.html.gz")):
+        try:
+            page = lxml.html.fromstring(gzip.decompress(path.read_bytes()))
+        except (ValueError, lxml.etree.ParserError):
+            continue
+        links = [" ".join(a.text_content().split()) for a in page.iter("a")]
+        links = [text for text in links if text]
+        if links:
+            yield f"articles/{path.name.split('.')[0]}", "\n".join(links)
+
+
+def extract_documents(folder: Path, name: str) -> Iterator[tuple[str, str, str]]:
+    """(doc_id, lang, text) of a JSONL extract written by scripts/fetch_classifier_corpora.py."""
+    with gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            yield doc["id"], doc["lang"], doc["text"]
+
+
+def python_doc_topics() -> Iterator[tuple[str, str]]:
+    """The Python language reference and library topics shipped with the interpreter
+    (`pydoc_data.topics`, PSF License): the text `help()` shows."""
+    from pydoc_data.topics import topics
+
+    for key in sorted(topics):
+        yield f"pydoc/{key}", topics[key]
 
 
 def boilerplate(root: Path) -> Iterator[tuple[str, str]]:
@@ -129,6 +194,20 @@ def lingua_lines(root: Path, kind: str, language: str = "en", group: int = 25) -
     ]
     for i in range(0, len(lines), group):
         yield f"lingua/{kind}/{language}/{i // group}", "\n".join(lines[i : i + group])
+
+
+@functools.cache
+def _language_model():
+    from refinery.classifiers.fasttext_model import load_fasttext
+    from refinery.pipeline.resources import resolve_path
+
+    return load_fasttext(resolve_path("models/lid.176.ftz"))
+
+
+def language_of(text: str) -> str:
+    """The lid.176 language code of a text, for sources that mix languages (web pages)."""
+    labels, _ = _language_model().predict(" ".join(text[:2000].split()))
+    return labels[0].removeprefix("__label__")
 
 
 def chunks(text: str, target_chars: int, by_lines: bool = False) -> list[str]:

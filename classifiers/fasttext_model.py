@@ -33,11 +33,22 @@ LABEL_PREFIX = "__label__"
 MIN_TRAIN_THREADS = 10
 
 
+# A line break is a token of its own: it is what tells page chrome (short lines) from prose, in
+# any language. fastText's end-of-line word is reused, as it already ends every training line.
+NEWLINE_TOKEN = "</s>"
+
+
 def prepare(text: str, max_chars: int | None = None) -> str:
-    """One line of lowercased tokens (words and single punctuation marks), as seen in training."""
+    """One line of lowercased tokens (words, single punctuation marks and a NEWLINE_TOKEN per line
+    break), as seen in training."""
     if max_chars is not None:
         text = text[:max_chars]
-    return " ".join(tokens(text))
+    words: list[str] = []
+    for i, line in enumerate(text.split("\n")):
+        if i:
+            words.append(NEWLINE_TOKEN)
+        words += tokens(line)
+    return " ".join(words)
 
 
 def _re2_class(codepoints: Iterable[int]) -> str:
@@ -51,7 +62,7 @@ def _re2_class(codepoints: Iterable[int]) -> str:
     return "".join(f"\\x{{{lo:x}}}-\\x{{{hi:x}}}" if hi > lo else f"\\x{{{lo:x}}}" for lo, hi in runs)
 
 
-# Whitespace for both Python's `\\s` and fastText's reader ("\\n" is made a space first: the
+# Whitespace for both Python's `\\s` and fastText's reader ("\\n" is made NEWLINE_TOKEN first: the
 # binding takes one line per text).
 _SHARED_SPACES = frozenset(map(ord, " \t\n\r\v\f"))
 
@@ -98,7 +109,7 @@ def arrow_patterns() -> tuple[str, str]:
 
 def prepare_column(texts: pa.Array | pa.ChunkedArray, max_chars: int | None = None) -> list[str]:
     """`prepare` for a whole string column, in Arrow's C++ kernels (code-point slice, utf8proc
-    lowercasing, an RE2 rewrite spacing out punctuation, newlines made spaces) instead of a
+    lowercasing, an RE2 rewrite spacing out punctuation, newlines made NEWLINE_TOKEN) instead of a
     Python regex per document. The lines differ from `prepare`'s only in runs of whitespace,
     which fastText skips: the tokens it reads, and so its predictions, are the same. Nulls give
     empty lines."""
@@ -111,7 +122,7 @@ def prepare_column(texts: pa.Array | pa.ChunkedArray, max_chars: int | None = No
     if max_chars is not None and len(texts) and pc.max(pc.binary_length(texts)).as_py() > max_chars:
         texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
     spaced = pc.replace_substring_regex(pc.utf8_lower(texts), punctuation, r" \0 ")
-    lines = pc.replace_substring(spaced, "\n", " ").to_pylist()
+    lines = pc.replace_substring(spaced, "\n", f" {NEWLINE_TOKEN} ").to_pylist()
     for i in np.flatnonzero(pc.match_substring_regex(texts, odd).to_numpy(zero_copy_only=False)):
         lines[i] = prepare(texts[int(i)].as_py())
     return lines
@@ -124,6 +135,9 @@ class TrainParams:
     lr: float = 0.2
     word_ngrams: int = 2
     min_count: int = 2
+    # Character n-grams of minn..maxn characters per word (0: words only, fastText's default).
+    minn: int = 0
+    maxn: int = 0
     bucket: int = 100_000
     seed: int = 0
     quantize: bool = True
@@ -170,6 +184,8 @@ def train(
             lr=params.lr,
             wordNgrams=params.word_ngrams,
             minCount=params.min_count,
+            minn=params.minn,
+            maxn=params.maxn,
             bucket=params.bucket,
             seed=params.seed,
             thread=max(MIN_TRAIN_THREADS, os.cpu_count() or 1),
@@ -228,7 +244,8 @@ class FastTextClassifier:
 
 
 def write_card(model_path: str | os.PathLike, card: dict) -> Path:
-    """The model card beside the model: sources, licenses, parameters and held-out metrics."""
+    """The model card beside the model: sources, licenses, parameters and held-out metrics, in the
+    card's own order (what matters most first)."""
     path = Path(str(model_path) + ".json")
-    path.write_text(json.dumps(card, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -122,7 +122,7 @@ def test_roc_auc_known_values():
     assert roc_auc([1, 1, 1], [1, 0, 1]) == pytest.approx(0.5)
 
 
-PERMISSIVE = ("public domain", "Apache-2.0", "MIT", "CC BY 4.0")
+PERMISSIVE = ("public domain", "Apache-2.0", "MIT", "CC BY 4.0", "CC0-1.0", "BSD-2-Clause", "PSF-2.0", "derived by")
 RESTRICTED = ("non-commercial", "no license")
 
 
@@ -136,9 +136,12 @@ def test_shipped_models_and_cards():
             assert not any(word in source["license"] for word in RESTRICTED), source
         assert set(card["heldout"]["by_source"]) == set(card["sources"])
         assert positive in FastTextClassifier(root / f"{name}.ftz").labels
-    quality = json.loads((root / "quality.ftz.json").read_text())
-    assert all(check["n"] > 0 for check in quality["out_of_domain"].values())
+        # The out-of-domain figures come first, and no held-out domain is scored worse than chance.
+        assert list(card)[:3] == ["model", "task", "leave_one_domain_out"]
+        assert all(d["n"] > 0 and d["auc"] > 0.5 for d in card["leave_one_domain_out"]["by_domain"].values())
     safety = json.loads((root / "safety.ftz.json").read_text())
+    # Edited prose the safety model never saw is not taken for spam at the default threshold.
+    assert max(safety["leave_one_domain_out"]["share_above_0.9"].values()) <= 0.02
     assert "Almeida" in safety["attribution"] and "CC BY 4.0" in safety["attribution"]
 
 
