@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from refinery.classifiers import corpora, generalization, synthetic
 from refinery.classifiers.fasttext_model import FastTextClassifier, TrainParams, train, write_card
 from refinery.classifiers.generalization import Example, split_of
@@ -364,6 +366,41 @@ def build_ngram(root: Path, out: Path) -> dict:
     return card
 
 
+def build_perplexity(roots: Roots, out: Path) -> dict:
+    """The quality model's perplexity companion: a trigram model of the `hq` train documents, its
+    weight and default threshold for `quality_score` (chosen on the tune documents with the
+    built `quality.ftz`), and the leave-one-domain-out figures of both signals."""
+    from refinery.classifiers import perplexity
+
+    recipe = RECIPES["quality"]
+    examples, _ = collect(recipe, roots)
+    report = perplexity.leave_one_domain_out(examples, recipe.positive, recipe.params)
+    lm = perplexity.PerplexityModel.train([e.text for e in examples if e.split == "train" and e.label == "hq"])
+    path = out / "perplexity.npz"
+    lm.save(path)
+    tune = [e for e in examples if e.split == "tune"]
+    quality = FastTextClassifier(out / "quality.ftz")
+    p_hq = quality.predict_proba([e.text for e in tune])[:, quality.labels.index("hq")]
+    ppl = perplexity.perplexities(lm, [e.text for e in tune])
+    gold = np.array([e.label == "hq" for e in tune])
+    card = {
+        "model": path.name,
+        "task": "perplexity of a word trigram model of edited prose (Witten-Bell), beside quality.ftz",
+        "leave_one_domain_out": report,
+        "quality_score": {
+            "formula": "logit(quality_hq) - weight * ln(perplexity)",
+            "weight": report["weight"],
+            "threshold": perplexity.threshold(p_hq, ppl, gold, report["weight"]),
+            "chosen_on": f"the tune documents: keeps {perplexity.TUNE_KEEP:.1%} of their hq text",
+        },
+        "sources": "the hq sources of quality.ftz.json (train split)",
+        "vocab": len(lm.vocab),
+        "rebuild": f"python -m refinery.classifiers.build --data DATA --out {out} --only perplexity",
+    }
+    write_card(path, card)
+    return card
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
@@ -374,14 +411,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="../shared/data", help="folder with the bundled corpora")
     parser.add_argument("--out", default="models/classifiers")
     parser.add_argument("--extracts", default=str(EXTRACTS), help="folder with the committed registry extracts")
-    parser.add_argument("--only", choices=sorted(RECIPES) + ["ngram"], action="append", help="build only these models")
+    parser.add_argument(
+        "--only", choices=[*sorted(RECIPES), "ngram", "perplexity"], action="append", help="build only these models"
+    )
 
 
 def run(args) -> int:
     root, out = Path(args.data), Path(args.out)
     roots = Roots(root, Path(args.extracts))
     out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or sorted(RECIPES) + ["ngram"]:
+    for name in args.only or [*sorted(RECIPES), "ngram", "perplexity"]:
+        if name == "perplexity":
+            card = build_perplexity(roots, out)
+            worst = min(d["auc_combined"] for d in card["leave_one_domain_out"]["by_domain"].values())
+            print(f"perplexity: quality_score leave-one-domain-out AUC >= {worst:.4f} -> {out / card['model']}")
+            continue
         if name == "ngram":
             card = build_ngram(root, out)
             print(f"ngram: vocabulary {card['vocab']} -> {out / card['model']}")

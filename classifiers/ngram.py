@@ -21,13 +21,30 @@ import numpy as np
 from refinery.pipeline.storage import replacing
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# Scripts written without spaces: a run of them is one `\w+` token, so the model reads each
+# character as a word instead (Thai, Lao, Myanmar, Khmer, kana, Han).
+_UNSPACED = re.compile(
+    "([\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])"
+)
 UNK = 0
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased words and single punctuation marks: what the n-gram model and the fastText
-    classifiers (`fasttext_model.prepare`) read."""
+    """Lower-cased words and single punctuation marks: what the fastText classifiers
+    (`fasttext_model.prepare`) read."""
     return _TOKEN.findall(text.lower())
+
+
+def lm_tokens(text: str) -> list[str]:
+    """`tokens`, with every character of the unspaced scripts a token of its own: what the n-gram
+    model reads, so that its perplexity means the same in Chinese as in English."""
+    out: list[str] = []
+    for token in tokens(text):
+        if _UNSPACED.search(token):
+            out.extend(part for part in _UNSPACED.split(token) if part)
+        else:
+            out.append(token)
+    return out
 
 
 class _Table:
@@ -83,7 +100,7 @@ class NgramLM:
     def train(
         cls, texts: Iterable[str], vocab_size: int = 20_000, min_count: int = 2, cache_weight: float = 0.2
     ) -> "NgramLM":
-        docs = [tokens(t) for t in texts]
+        docs = [lm_tokens(t) for t in texts]
         freq = Counter(w for doc in docs for w in doc)
         words = [w for w, c in freq.most_common(vocab_size - 1) if c >= min_count]
         vocab = ["<unk>"] + words
@@ -131,6 +148,8 @@ class NgramLM:
             return float("nan")
         ids = self.ids(window)
         p_ngram = self.ngram_probs(ids, self.ids(context[-2:]))
+        if self.cache_weight == 0.0:
+            return float(-np.mean(np.log(p_ngram)))
         seen = Counter(context)
         cache_len = len(context)
         p_cache = np.zeros(len(window), dtype=np.float64)
@@ -144,7 +163,7 @@ class NgramLM:
 
     def score_windows(self, windows: list[str], contexts: list[str | None]) -> np.ndarray:
         return np.array(
-            [self.nll(tokens(s), tokens(c) if c else []) for s, c in zip(windows, contexts)], dtype=np.float64
+            [self.nll(lm_tokens(s), lm_tokens(c) if c else []) for s, c in zip(windows, contexts)], dtype=np.float64
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -8,7 +8,9 @@ defaults are the small ones the project ships and rebuilds (`refinery classifier
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +49,23 @@ class WordSpec(Strict):
     default_language: str = "en"
 
 
+class PerplexitySpec(Strict):
+    """CCNet-style perplexity under a trigram model of edited prose (`refinery.classifiers.perplexity`),
+    a `perplexity` column; with `score_label`'s classifier also `quality_score = logit(P) - weight *
+    ln(perplexity)`, which is what fastText and the language model judge together."""
+
+    path: str = "models/classifiers/perplexity.npz"
+    max_chars: int = Field(default=20_000, gt=0)
+    # Drop a document whose perplexity is above `max` (None: no limit).
+    max: float | None = Field(default=None, gt=0)
+    # The score column combined with the perplexity (None: no quality_score).
+    score_label: str | None = "quality_hq"
+    # None: the weight and threshold of the model card (chosen on its tune documents).
+    weight: float | None = Field(default=None, ge=0)
+    # Keep a document only if quality_score >= min_score; "card": the model card's threshold.
+    min_score: float | Literal["card"] | None = None
+
+
 def _default_classifiers() -> dict[str, ClassifierSpec]:
     return {
         "quality": ClassifierSpec(path="models/classifiers/quality.ftz", min={"hq": 0.5}),
@@ -58,6 +77,7 @@ class ClassifyParams(StageParams):
     classifiers: dict[str, ClassifierSpec] = Field(default_factory=_default_classifiers)
     domains: DomainSpec | None = DomainSpec()
     words: WordSpec | None = WordSpec()
+    perplexity: PerplexitySpec | None = None
 
     @model_validator(mode="after")
     def _thresholds(self):
@@ -66,6 +86,35 @@ class ClassifyParams(StageParams):
                 if not 0.0 <= value <= 1.0:
                     raise ValueError(f"classifiers.{name}: threshold for {label!r} must be in [0, 1]")
         return self
+
+
+def _checked_perplexity(spec: PerplexitySpec, base: Path, classifiers: dict[str, ClassifierSpec]) -> PerplexitySpec:
+    """The spec with its model's path resolved and the weight and threshold it uses filled in."""
+    path = resolve_path(spec.path, base)
+    if not path.is_file():
+        raise ValueError(f"perplexity.path: no such file {path}")
+    update: dict = {"path": str(path)}
+    if spec.score_label is not None:
+        columns = {f"{name}_{label}" for name, c in classifiers.items() for label in _model_labels(Path(c.path))}
+        if spec.score_label not in columns:
+            raise ValueError(
+                f"perplexity.score_label: no classifier column {spec.score_label!r}"
+                f" (have: {', '.join(sorted(columns))})"
+            )
+        if spec.weight is None or spec.min_score == "card":
+            card_path = Path(f"{path}.json")
+            if not card_path.is_file():
+                raise ValueError(
+                    f"perplexity: {card_path} (the model card) is needed for the default weight and threshold"
+                )
+            card = json.loads(card_path.read_text())["quality_score"]
+            if spec.weight is None:
+                update["weight"] = float(card["weight"])
+            if spec.min_score == "card":
+                update["min_score"] = float(card["threshold"])
+    elif spec.min_score is not None:
+        raise ValueError("perplexity.min_score needs a score_label")
+    return spec.model_copy(update=update)
 
 
 def _model_labels(path: Path) -> list[str]:
@@ -86,6 +135,7 @@ class Classify(MapStage):
         self._models = None
         self._domains = None
         self._words = None
+        self._perplexity = None
 
     @property
     def columns(self) -> dict[str, pa.DataType]:
@@ -97,6 +147,10 @@ class Classify(MapStage):
             columns["badword_rate"] = pa.float32()
         for name, labels in self.labels.items():
             columns.update({f"{name}_{label}": pa.float32() for label in labels})
+        if self.params.perplexity is not None:
+            columns["perplexity"] = pa.float32()
+            if self.params.perplexity.score_label is not None:
+                columns["quality_score"] = pa.float32()
         return columns
 
     @property
@@ -106,6 +160,10 @@ class Classify(MapStage):
             histograms["badword_rate"] = HistogramSpec(0.0, 0.05, 20)
         for name, labels in self.labels.items():
             histograms.update({f"{name}_{label}": HistogramSpec(0.0, 1.0, 20) for label in labels})
+        if self.params.perplexity is not None:
+            histograms["perplexity"] = HistogramSpec(0.0, 5000.0, 25)
+            if self.params.perplexity.score_label is not None:
+                histograms["quality_score"] = HistogramSpec(-40.0, 10.0, 25)
         return histograms
 
     @classmethod
@@ -130,7 +188,10 @@ class Classify(MapStage):
                 if not path.is_dir():
                     raise ValueError(f"{key}.path: no such folder {path}")
                 lists[key] = spec.model_copy(update={"path": str(path)})
-        checked = params.model_copy(update={"classifiers": classifiers, **lists})
+        update: dict = {"classifiers": classifiers, **lists}
+        if params.perplexity is not None:
+            update["perplexity"] = _checked_perplexity(params.perplexity, base, classifiers)
+        checked = params.model_copy(update=update)
         if checked.domains is not None:
             from refinery.classifiers.blocklist import DomainBlocklist
 
@@ -155,6 +216,10 @@ class Classify(MapStage):
             self._domains = DomainBlocklist(resolve_path(p.domains.path), p.domains.categories or None)
         if p.words is not None:
             self._words = WordBlocklist(resolve_path(p.words.path), p.words.languages or None)
+        if p.perplexity is not None:
+            from refinery.classifiers.perplexity import PerplexityModel
+
+            self._perplexity = PerplexityModel(resolve_path(p.perplexity.path))
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
         p: ClassifyParams = self.params
@@ -203,5 +268,29 @@ class Classify(MapStage):
                     failed[f"{name}_{label}<{spec.min[label]:g}"] = (probs[:, j] < spec.min[label]) & ~missing
                 if label in spec.max:
                     failed[f"{name}_{label}>{spec.max[label]:g}"] = (probs[:, j] > spec.max[label]) & ~missing
+        if self._perplexity is not None:
+            batch, failed = self._judge_perplexity(batch, live, missing, mask, failed)
         errors = {"missing_text": missing} if missing.any() else {}
         return Verdict(batch, failed, errors)
+
+    def _judge_perplexity(
+        self, batch: pa.RecordBatch, live: pa.Array, missing: np.ndarray, mask: np.ndarray | None, failed: dict
+    ) -> tuple[pa.RecordBatch, dict]:
+        from refinery.classifiers.perplexity import quality_score
+
+        spec: PerplexitySpec = self.params.perplexity
+        ppl = np.full(len(missing), np.nan)
+        ppl[~missing] = self._perplexity.perplexity(live.to_pylist(), spec.max_chars)
+        unknown = np.isnan(ppl)  # missing text, or text without words
+        batch = set_column(
+            batch, "perplexity", pa.array(ppl.astype(np.float32), mask=unknown if unknown.any() else None)
+        )
+        if spec.max is not None:
+            failed[f"perplexity>{spec.max:g}"] = (ppl > spec.max) & ~missing
+        if spec.score_label is not None:
+            p = batch.column(spec.score_label).fill_null(0.0).to_numpy(zero_copy_only=False)
+            score = quality_score(p, ppl, spec.weight).astype(np.float32)
+            batch = set_column(batch, "quality_score", pa.array(score, mask=mask))
+            if spec.min_score is not None:
+                failed[f"quality_score<{spec.min_score:g}"] = (score < spec.min_score) & ~missing
+        return batch, failed

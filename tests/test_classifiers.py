@@ -22,10 +22,12 @@ from refinery.classifiers.fasttext_model import (
     train,
 )
 from refinery.classifiers.metrics import roc_auc
+from refinery.classifiers.ngram import lm_tokens
 from refinery.pipeline.cli import main as cli_main
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams
 
+ROOT = Path(__file__).parents[1]
 DATA = Path(__file__).parent / "data" / "classifiers"
 
 
@@ -220,3 +222,44 @@ def test_classify_check_params_reports_bad_config(tmp_path):
         Classify.check_params(missing, tmp_path)
     with pytest.raises(ValueError):
         ClassifyParams.model_validate({"classifiers": {"q": {"path": "x", "max": {"a": 2}}}})
+
+
+def test_lm_tokens_read_unspaced_scripts_by_character():
+    assert lm_tokens("Hello, 世界 abc日本です.") == ["hello", ",", "世", "界", "abc", "日", "本", "で", "す", "."]
+    assert lm_tokens("한국어 문장") == ["한국어", "문장"]  # Korean is written with spaces
+
+
+def test_perplexity_and_quality_score_tell_prose_from_its_own_words_shuffled():
+    speech = (DATA / "2005-GWBush.txt").read_text()
+    paragraphs = [p for p in speech.split("\n\n") if len(p) > 400][:8]
+    salad = synthetic.DERIVATIONS["shuffled word salad"]
+    shuffled = [salad(p, synthetic.rng_for(str(i), "salad")) for i, p in enumerate(paragraphs)]
+    config = {"perplexity": {"min_score": "card"}, "domains": None, "words": None}
+    params = Classify.check_params(ClassifyParams.model_validate(config), ROOT)
+    card = json.loads((ROOT / "models" / "classifiers" / "perplexity.npz.json").read_text())["quality_score"]
+    assert params.perplexity.weight == card["weight"] and params.perplexity.min_score == card["threshold"]
+    stage = Classify(params, annotate_only=True)
+    stage.setup()
+    out, stats = run_map_stage(stage, _batch(paragraphs + shuffled + [" \n ", None], [None] * 18))
+    ppl = out.column("perplexity").to_pylist()
+    assert all(ppl[i] < ppl[8 + i] for i in range(8))  # the same words, in order, are more predictable
+    assert len(ppl) == 17 and ppl[16] is None  # no words; the row without text is an error
+    assert stats.errors_by_kind == {"missing_text": 1}
+    score = out.column("quality_score").to_pylist()
+    assert sum(s >= card["threshold"] for s in score[:8]) >= 7
+    assert sum(s < card["threshold"] for s in score[8:16]) >= 6
+    reason = f"quality_score<{card['threshold']:g}"
+    assert stats.failed_by_rule.get(reason, 0) >= 6 and "perplexity" in stats.histograms
+
+
+def test_perplexity_config_errors(tmp_path):
+    wrong = ClassifyParams.model_validate({"perplexity": {"score_label": "quality_good"}})
+    with pytest.raises(ValueError, match="no classifier column 'quality_good'"):
+        Classify.check_params(wrong, ROOT)
+    missing = ClassifyParams.model_validate({"perplexity": {"path": "nope.npz"}})
+    with pytest.raises(ValueError, match="perplexity.path: no such file"):
+        Classify.check_params(missing, tmp_path)
+    with pytest.raises(ValueError, match="needs a score_label"):
+        Classify.check_params(
+            ClassifyParams.model_validate({"perplexity": {"score_label": None, "min_score": 1.0}}), ROOT
+        )
