@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from typing import Callable
 
 # Subcommands contributed by other parts of the package: module with `add_parser(subparsers)`.
 EXTENSIONS = (
@@ -19,7 +20,7 @@ EXTENSIONS = (
 )
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     from refinery.pipeline.config import load_job
     from refinery.pipeline.funnel import format_funnel
     from refinery.pipeline.run import run
@@ -37,7 +38,7 @@ def _run(args) -> int:
     return 0
 
 
-def _stats(args) -> int:
+def _stats(args: argparse.Namespace) -> int:
     from refinery.pipeline.funnel import format_funnel, load_stats
     from refinery.pipeline.rundir import open_existing_run
 
@@ -49,7 +50,7 @@ def _stats(args) -> int:
     return 0
 
 
-def _report(args) -> int:
+def _report(args: argparse.Namespace) -> int:
     """A run's statistics report, or a training's (its --out holds metrics.jsonl)."""
     from refinery.pipeline.funnel import is_partial, load_stats
     from refinery.pipeline.report import write_report
@@ -113,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,12 @@ the evaluator alike."""
 from __future__ import annotations
 
 import logging
+from typing import TypedDict
+
+
+class _InitOptions(TypedDict):
+    log_to_driver: bool
+    logging_level: int
 
 
 def connect(address: str | None, cpus: int | None) -> bool:
@@ -13,7 +19,7 @@ def connect(address: str | None, cpus: int | None) -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs = {"log_to_driver": False, "logging_level": logging.WARNING}
+    kwargs: _InitOptions = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **kwargs)
         return False

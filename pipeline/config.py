@@ -9,14 +9,19 @@ import glob
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from refinery.pipeline.core import ConfigError, Strict
+# ConfigError is re-exported: every config problem of a job is raised as one.
+from refinery.pipeline.core import ConfigError as ConfigError
+from refinery.pipeline.core import Strict
 from refinery.pipeline.registry import known_stages, stage_class
 from refinery.pipeline.storage import expand, is_local
+
+if TYPE_CHECKING:
+    from refinery.pipeline.stage import Stage
 
 ROUTE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -39,7 +44,7 @@ class InputConfig(Strict):
 
     @field_validator("paths", mode="before")
     @classmethod
-    def _one_or_many(cls, value):
+    def _one_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
 
@@ -83,13 +88,13 @@ class Job(BaseModel):
     files: list[str]
     stages: list[StageSpec]
 
-    def build_stages(self):
+    def build_stages(self) -> list[Stage]:
         return [
             stage_class(s.kind)(s.params, name=s.name, annotate_only=s.annotate_only, route=s.route)
             for s in self.stages
         ]
 
-    def resolved(self) -> dict:
+    def resolved(self) -> dict[str, Any]:
         """The config as it will run: every default filled in (written to RUN/job.yaml)."""
         data = self.config.model_dump(mode="json")
         data["stages"] = [
@@ -106,14 +111,14 @@ class Job(BaseModel):
         return data
 
 
-def _key(loc: tuple) -> str:
+def _key(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
 
-def _raise_validation(file: str, prefix: str, err: ValidationError):
+def _raise_validation(file: str, prefix: str, err: ValidationError) -> NoReturn:
     first = err.errors()[0]
     key = _key(tuple(p for p in (prefix,) if p) + tuple(first["loc"]))
     reason = first["msg"]
@@ -199,7 +204,7 @@ def validate(data: Any, file: str = "<config>", base: Path | None = None) -> Job
     return Job(file=file, config=config, files=files, stages=specs)
 
 
-def load_job(path: str | os.PathLike, overrides: dict | None = None) -> Job:
+def load_job(path: str | os.PathLike[str], overrides: Mapping[str, object] | None = None) -> Job:
     """Read and validate a job file; `overrides` (from the CLI) replace top-level keys."""
     path = Path(path)
     if not path.is_file():

@@ -8,7 +8,7 @@ produced them. A global stage runs as signatures per part, a resolve, and a filt
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, cast
 
 import numpy as np
 import pyarrow as pa
@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.readers import READ, read_file
 from refinery.pipeline.rundir import RunDir
-from refinery.pipeline.stage import GlobalStage, MapStage, Stage, Verdict, run_map_stage
-from refinery.pipeline.stats import StageStats, merge_all
+from refinery.pipeline.stage import GlobalStage, MapStage, Verdict, run_map_stage
+from refinery.pipeline.stats import StageFigures, StageStats, merge_all
 
 UNIT, CHUNK = "_unit", "_chunk"
 
@@ -32,6 +32,11 @@ def tag(batch: pa.RecordBatch, unit: int, chunk: int) -> pa.RecordBatch:
 def chunk_of(batch: pa.RecordBatch) -> tuple[int, int] | None:
     if batch.num_rows == 0:
         return None
+    return chunk_id(batch)
+
+
+def chunk_id(batch: pa.RecordBatch) -> tuple[int, int]:
+    """The (unit, chunk) tags of a batch that has rows."""
     return batch.column(UNIT)[0].as_py(), batch.column(CHUNK)[0].as_py()
 
 
@@ -67,12 +72,12 @@ class ResolvedFilter(MapStage):
         return self.loaded[1]
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
-        return self.stage.verdict(batch, self.resolution(chunk_of(batch)[0]))
+        return self.stage.verdict(batch, self.resolution(chunk_id(batch)[0]))
 
 
 def segment_stages(plan: Plan, segment: Segment) -> list[MapStage]:
     """The segment's stages as map stages, the opener's filter phase first."""
-    stages: list[Stage] = list(segment.stages)
+    stages: list[MapStage] = list(segment.stages)
     if segment.opener is not None:
         stages.insert(0, ResolvedFilter(segment.opener, plan.run))
     return stages
@@ -82,6 +87,7 @@ def read_unit(
     plan: Plan, segment: Segment, unit: int, path: str
 ) -> Iterator[tuple[int, pa.RecordBatch, StageStats | None]]:
     """Chunks of one unit: number, batch tagged with unit/chunk, read statistics (segment 0 only)."""
+    source: Iterator[tuple[pa.RecordBatch, StageStats | None]]
     if segment.index == 0:
         source = read_file(path, plan.job.config.input)
     else:
@@ -114,7 +120,7 @@ def write_chunk(plan: Plan, segment: Segment, unit: int, chunk: int, batch: pa.R
         if segment.last:
             for stage in plan.stages:
                 stage.write_part(plan.run, unit, chunk, docs)
-    return batch.num_rows
+    return cast(int, batch.num_rows)
 
 
 def empty_resolution(stage: GlobalStage) -> pa.Table:
@@ -171,7 +177,7 @@ def write_resolution(run: RunDir, stage: GlobalStage, units: pa.Table) -> int:
     if units.num_rows:
         unit = units.column(UNIT)[0].as_py()
         run.write_parquet(run.resolution_part(stage.name, unit), units.drop_columns([UNIT]).sort_by("id"))
-    return units.num_rows
+    return cast(int, units.num_rows)
 
 
 def by_unit(table: pa.Table) -> Iterator[pa.Table]:
@@ -185,7 +191,7 @@ def by_unit(table: pa.Table) -> Iterator[pa.Table]:
         yield table.slice(start, stop - start)
 
 
-def resolve_in_process(plan: Plan, stage: GlobalStage, signatures: list[pa.Table]) -> dict | None:
+def resolve_in_process(plan: Plan, stage: GlobalStage, signatures: list[pa.Table]) -> StageFigures | None:
     """Resolve a global stage from its `_unit`-tagged signatures in this process and write the
     resolution per unit (the local runner's path); returns the stage's resolution statistics."""
     table = pa.concat_tables(signatures) if signatures else None

@@ -13,13 +13,14 @@ import yaml
 
 from refinery.pipeline.readers import READ
 from refinery.pipeline.rundir import PARTS, STATS, RunDir
-from refinery.pipeline.stats import StageStats, merge_all
+from refinery.pipeline.stats import StageStats, StatsDict, merge_all
 
 
-def _read_json(run: RunDir, name: str) -> dict | None:
+def _read_json(run: RunDir, name: str) -> StatsDict | None:
     """A statistics file, or None when it vanished (a retried unit clears its parts) or is unreadable."""
     try:
-        return json.loads(run.read_text(name))
+        stats: StatsDict = json.loads(run.read_text(name))
+        return stats
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
@@ -30,7 +31,7 @@ def stage_order(run: RunDir) -> list[tuple[str, str]]:
     return [(READ, READ)] + [(s["name"], s["stage"]) for s in job.get("stages") or []]
 
 
-def load_stage(run: RunDir, name: str, kind: str) -> dict:
+def load_stage(run: RunDir, name: str, kind: str) -> StatsDict:
     """One stage's statistics: the merged file when it is newer than every partial, else the
     partials merged now (`partial: true`)."""
     merged_name = run.stats_file(name)
@@ -45,14 +46,14 @@ def load_stage(run: RunDir, name: str, kind: str) -> dict:
     return {**stats.to_dict(), "partial": True}
 
 
-def load_stats(run_dir: str | RunDir) -> list[dict]:
+def load_stats(run_dir: str | RunDir) -> list[StatsDict]:
     """The per-stage statistics of a run (a path or URI), in pipeline order; each has `partial`
     set when its figures come from the partial files of a running or interrupted job."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     return [load_stage(run, name, kind) for name, kind in stage_order(run)]
 
 
-def is_partial(stats: list[dict]) -> bool:
+def is_partial(stats: list[StatsDict]) -> bool:
     return any(s.get("partial") for s in stats)
 
 
@@ -64,7 +65,7 @@ def _size(n: float) -> str:
     return str(n)
 
 
-def format_funnel(stats: list[dict]) -> str:
+def format_funnel(stats: list[StatsDict]) -> str:
     header = (
         f"{'stage':<14}{'in':>10}{'kept':>10}{'dropped':>10}{'errored':>9}{'kept %':>8}"
         f"{'bytes in':>11}{'bytes kept':>12}  top reasons"

@@ -29,6 +29,6 @@ STYLE = (
 )
 
 
-def esc(value) -> str:
+def esc(value: object) -> str:
     """Any value as escaped HTML text (None as nothing)."""
     return html.escape("" if value is None else str(value), quote=True)

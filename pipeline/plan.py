@@ -17,14 +17,14 @@ from refinery.pipeline.config import Job
 from refinery.pipeline.readers import READ
 from refinery.pipeline.rundir import RunDir
 from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, type_name
-from refinery.pipeline.stage import GlobalStage, Stage
+from refinery.pipeline.stage import GlobalStage, MapStage, Stage
 
 
 @dataclass
 class Segment:
     index: int
     opener: GlobalStage | None
-    stages: list[Stage]
+    stages: list[MapStage]
     last: bool
 
 
@@ -34,16 +34,18 @@ class Plan:
     def __init__(self, job: Job, run_dir: str | Path):
         self.job = job
         self.run = RunDir(run_dir)
-        self.stages = job.build_stages()
+        self.stages: list[Stage] = job.build_stages()
         self.segments: list[Segment] = []
-        current: list[Stage] = []
+        current: list[MapStage] = []
         opener: GlobalStage | None = None
         for stage in self.stages:
-            if stage.is_global:
+            if isinstance(stage, GlobalStage):
                 self.segments.append(Segment(len(self.segments), opener, current, False))
                 opener, current = stage, []
-            else:
+            elif isinstance(stage, MapStage):
                 current.append(stage)
+            else:
+                raise TypeError(f"stage {stage.name!r} is neither a map stage nor a global stage")
         self.segments.append(Segment(len(self.segments), opener, current, True))
         self.fingerprint = hashlib.sha256(json.dumps(job.resolved(), sort_keys=True).encode()).hexdigest()
 

@@ -69,7 +69,7 @@ class Progress:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
         self.thread.join()
         self._show(final=True)
@@ -102,7 +102,7 @@ class Progress:
         stored = sum(self.sizes[u] for u in done)
         were_read = sum(read.get(u, 0) for u in done)
         total = sum(self.sizes.values()) or 1
-        progress = stored
+        progress: float = stored
         for unit in set(read) - done:
             if were_read:
                 ratio = stored / were_read
@@ -126,7 +126,7 @@ class Progress:
         for stage, _, _, _, spent in self.seen.values():
             seconds[stage] = seconds.get(stage, 0.0) + spent
         if sum(seconds.values()) > 0:
-            slowest = max(seconds, key=seconds.get)
+            slowest = max(seconds, key=seconds.__getitem__)
             text += f"; slowest stage: {slowest} ({seconds[slowest] / sum(seconds.values()):.0%} of stage time)"
         return text
 

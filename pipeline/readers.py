@@ -16,7 +16,7 @@ import io
 import json
 import zlib
 from contextlib import contextmanager
-from typing import IO, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -29,9 +29,20 @@ from refinery.pipeline.schema import CORE_SCHEMA, RAW_SCHEMA, doc_bytes, replace
 from refinery.pipeline.stats import StageStats
 from refinery.pipeline.storage import filesystem, is_local
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 READ = "read"
 # Errors that mean "the compressed stream ends or is damaged here".
 STREAM_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, OSError)
+# The columns of a batch being built, by name: ids, texts, URLs, sources, pages, content types.
+Rows = dict[str, list[Any]]
+
+
+class ByteStream(Protocol):
+    """What `DamageStop` reads from: a binary stream (a file, a decompressor)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class DamageStop(io.RawIOBase):
@@ -39,25 +50,26 @@ class DamageStop(io.RawIOBase):
     (`truncated_stream` or `corrupt_stream`): what came before is still read, and the damage
     is counted once by the reader."""
 
-    def __init__(self, inner: IO[bytes], errors: tuple[type[BaseException], ...] = STREAM_ERRORS):
+    def __init__(self, inner: ByteStream, errors: tuple[type[BaseException], ...] = STREAM_ERRORS):
         self.errors = errors
         # One decompression step per call: a read that fills a whole buffer would lose the bytes
         # decompressed before the damage along with the call.
-        self.read_some = getattr(inner, "read1", inner.read)
+        self.read_some: Callable[[int], bytes] = getattr(inner, "read1", inner.read)
         self.damage: str | None = None
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         if self.damage is not None:
             return 0
-        try:
-            data = self.read_some(len(buffer))
-        except self.errors as err:
-            self.damage = "truncated_stream" if isinstance(err, EOFError) else "corrupt_stream"
-            return 0
-        buffer[: len(data)] = data
+        with memoryview(buffer) as view:
+            try:
+                data = self.read_some(len(view))
+            except self.errors as err:
+                self.damage = "truncated_stream" if isinstance(err, EOFError) else "corrupt_stream"
+                return 0
+            view[: len(data)] = data
         return len(data)
 
 
@@ -81,7 +93,7 @@ def open_raw(path: str) -> IO[bytes]:
     if is_local(path):
         return open(path.removeprefix("file://"), "rb")
     fs, inner = filesystem(path)
-    return fs.open_input_file(inner)
+    return cast(IO[bytes], fs.open_input_file(inner))
 
 
 @contextmanager
@@ -105,11 +117,11 @@ def open_input(path: str) -> Iterator[DamageStop]:
         raw.close()
 
 
-def _finish(batch_rows: dict[str, list], schema: pa.Schema) -> pa.RecordBatch:
+def _finish(batch_rows: Rows, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(batch_rows, schema=schema)
 
 
-def _core_row(rows: dict[str, list], doc_id, text, url, source) -> None:
+def _core_row(rows: Rows, doc_id: str, text: str, url: str | None, source: str) -> None:
     rows["id"].append(doc_id)
     rows["text"].append(text)
     rows["url"].append(url)
@@ -195,7 +207,7 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
                 stats.docs_in += n
                 stats.docs_kept += n
             else:
-                rows = {name: [] for name in CORE_SCHEMA.names}
+                rows: Rows = {name: [] for name in CORE_SCHEMA.names}
                 for raw in block.split(b"\n")[:-1]:
                     line_no += 1
                     if not raw.strip():
@@ -226,7 +238,7 @@ def read_jsonl(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, St
         yield _finish({n: [] for n in CORE_SCHEMA.names}, CORE_SCHEMA), stats
 
 
-def _parse_line(raw: bytes, cfg: InputConfig, stats: StageStats) -> dict | None:
+def _parse_line(raw: bytes, cfg: InputConfig, stats: StageStats) -> dict[str, Any] | None:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -251,11 +263,12 @@ def _parse_line(raw: bytes, cfg: InputConfig, stats: StageStats) -> dict | None:
 
 
 def _text_type(dtype: pa.DataType) -> bool:
-    return (
+    return cast(
+        bool,
         pa.types.is_string(dtype)
         or pa.types.is_large_string(dtype)
         or pa.types.is_binary(dtype)
-        or pa.types.is_large_binary(dtype)
+        or pa.types.is_large_binary(dtype),
     )
 
 
@@ -371,7 +384,7 @@ def _parquet_batch(
 def _avg_row_bytes(pf: pq.ParquetFile) -> float:
     meta = pf.metadata
     total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    return max(1.0, total / max(1, meta.num_rows))
+    return cast(float, max(1.0, total / max(1, meta.num_rows)))
 
 
 # ---------------------------------------------------------------- WARC
@@ -473,7 +486,8 @@ def read_warc(path: str, cfg: InputConfig) -> Iterator[tuple[pa.RecordBatch, Sta
 
 def _dechunk(body: bytes) -> bytes:
     """Undo HTTP chunked transfer encoding; bodies stored already de-chunked pass through."""
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while pos < len(body):
         end = body.find(b"\r\n", pos)
         if end < 0:
@@ -504,11 +518,11 @@ def _decode_content(body: bytes, encoding: str | None) -> bytes:
     raise ValueError("unsupported_content_encoding")
 
 
-def _raw_rows() -> dict[str, list]:
+def _raw_rows() -> Rows:
     return {name: [] for name in RAW_SCHEMA.names}
 
 
-def _raw_row(rows, doc_id, url, source, body, content_type) -> None:
+def _raw_row(rows: Rows, doc_id: str, url: str | None, source: str, body: bytes, content_type: str | None) -> None:
     _core_row(rows, doc_id, "", url, source)
     rows["html"].append(body)
     rows["content_type"].append(content_type)

@@ -6,6 +6,10 @@ register when that package is first imported, which every lookup makes sure of.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from refinery.pipeline.stage import Stage
 
 STAGES: dict[str, str] = {}
 BUILT_IN = "refinery.stages"
@@ -21,11 +25,12 @@ def known_stages() -> dict[str, str]:
     return STAGES
 
 
-def stage_class(kind: str):
+def stage_class(kind: str) -> type[Stage]:
     """The class registered under `kind`; KeyError names the known stages."""
     try:
         target = known_stages()[kind]
     except KeyError:
         raise KeyError(f"unknown stage {kind!r}; known stages: {', '.join(sorted(STAGES))}") from None
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    cls: type[Stage] = getattr(importlib.import_module(module), attr)
+    return cls

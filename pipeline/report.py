@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from typing import Callable, Literal
 
 from refinery.pipeline.funnel import _size, is_partial, load_stats
 from refinery.pipeline.page import CSP, STYLE, esc
 from refinery.pipeline.rundir import REPORT, RunDir
+from refinery.pipeline.stats import Histogram, StatsDict
 from refinery.pipeline.storage import atomic_write, filesystem
 
 
@@ -25,7 +27,12 @@ def _edge(x: float) -> str:
     return f"{x:.3g}"
 
 
-def funnel_svg(stats: list[dict], key_in: str, key_kept: str, label) -> str:
+def funnel_svg(
+    stats: list[StatsDict],
+    key_in: Literal["docs_in", "bytes_in"],
+    key_kept: Literal["docs_kept", "bytes_kept"],
+    label: Callable[[int], str],
+) -> str:
     """Horizontal bars per stage: kept in green, removed (dropped or errored) in red."""
     width, left, row = 760, 130, 22
     top = max((s[key_in] for s in stats), default=0) or 1
@@ -52,7 +59,7 @@ def funnel_svg(stats: list[dict], key_in: str, key_kept: str, label) -> str:
     return "".join(parts)
 
 
-def histogram_svg(name: str, hist: dict) -> str:
+def histogram_svg(name: str, hist: Histogram) -> str:
     """Bars over the fixed bins of a score histogram, with the end and middle edges labelled."""
     counts, edges = hist["counts"], hist["edges"]
     width, height, pad, bottom = 340, 150, 8, 34
@@ -82,7 +89,7 @@ def histogram_svg(name: str, hist: dict) -> str:
     return "".join(parts)
 
 
-def _funnel_table(stats: list[dict]) -> str:
+def _funnel_table(stats: list[StatsDict]) -> str:
     rows = [
         '<table id="funnel"><tr><th>stage</th><th>kind</th><th>docs in</th><th>kept</th><th>dropped</th>'
         "<th>errored</th><th>kept %</th><th>bytes in</th><th>bytes kept</th><th>seconds</th></tr>"
@@ -100,10 +107,10 @@ def _funnel_table(stats: list[dict]) -> str:
     return "".join(rows)
 
 
-def _reasons(stats: list[dict]) -> str:
+def _reasons(stats: list[StatsDict]) -> str:
     out = []
     for s in stats:
-        reasons = [(r, n, None) for r, n in s["dropped_by_reason"].items()]
+        reasons: list[tuple[str, int, str | None]] = [(r, n, None) for r, n in s["dropped_by_reason"].items()]
         reasons += [(k, n, "error") for k, n in s["errors_by_kind"].items()]
         if not reasons:
             continue
@@ -130,7 +137,7 @@ def _reasons(stats: list[dict]) -> str:
     return "".join(out) or '<p class="muted">No document was dropped.</p>'
 
 
-def _extras(stats: list[dict]) -> str:
+def _extras(stats: list[StatsDict]) -> str:
     rows = [
         f"<tr><td>{esc(s['stage'])}</td><td>{esc(k)}</td><td>{v:,.6g}</td></tr>"
         for s in stats
@@ -145,7 +152,7 @@ def _extras(stats: list[dict]) -> str:
     )
 
 
-def _histograms(stats: list[dict]) -> str:
+def _histograms(stats: list[StatsDict]) -> str:
     out = []
     for s in stats:
         if not s["histograms"]:
@@ -157,7 +164,7 @@ def _histograms(stats: list[dict]) -> str:
     return "".join(out) or '<p class="muted">No stage recorded a score.</p>'
 
 
-def _examples(stats: list[dict]) -> str:
+def _examples(stats: list[StatsDict]) -> str:
     out = []
     for s in stats:
         if not s["examples"]:
@@ -175,14 +182,14 @@ def _examples(stats: list[dict]) -> str:
     return "".join(out) or '<p class="muted">No dropped examples.</p>'
 
 
-def render(run_dir: str | RunDir, stats: list[dict] | None = None) -> str:
+def render(run_dir: str | RunDir, stats: list[StatsDict] | None = None) -> str:
     """The report page of a run (a path or URI) as an HTML string."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     stats = load_stats(run) if stats is None else stats
     partial = is_partial(stats)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    first = stats[0] if stats else {"docs_in": 0, "bytes_in": 0}
-    last = stats[-1] if stats else {"docs_kept": 0, "bytes_kept": 0}
+    docs_read, bytes_read = (stats[0]["docs_in"], stats[0]["bytes_in"]) if stats else (0, 0)
+    docs_kept, bytes_kept = (stats[-1]["docs_kept"], stats[-1]["bytes_kept"]) if stats else (0, 0)
     banner = (
         (
             '<div class="partial" id="partial">Partial figures: the job is still running or was interrupted; '
@@ -200,8 +207,8 @@ def render(run_dir: str | RunDir, stats: list[dict] | None = None) -> str:
             f'<h1>refinery report</h1><div class="muted">run <code>{esc(run.uri)}</code> · written {when}'
             f"{' · partial' if partial else ''}</div>",
             banner,
-            f'<p id="summary">{first["docs_in"]:,} documents read ({esc(_size(first["bytes_in"]))}), '
-            f"{last['docs_kept']:,} kept ({esc(_size(last['bytes_kept']))}) after {max(len(stats) - 1, 0)} "
+            f'<p id="summary">{docs_read:,} documents read ({esc(_size(bytes_read))}), '
+            f"{docs_kept:,} kept ({esc(_size(bytes_kept))}) after {max(len(stats) - 1, 0)} "
             "stage(s).</p>",
             '<h2 id="funnel-docs">Funnel: documents</h2>',
             funnel_svg(stats, "docs_in", "docs_kept", lambda n: f"{n:,}"),
@@ -220,7 +227,7 @@ def render(run_dir: str | RunDir, stats: list[dict] | None = None) -> str:
     )
 
 
-def write_report(run_dir: str | RunDir, out: str | None = None, stats: list[dict] | None = None) -> str:
+def write_report(run_dir: str | RunDir, out: str | None = None, stats: list[StatsDict] | None = None) -> str:
     """Write the report (default RUN/stats/report.html; `out` may be a path or URI) atomically;
     returns where it went."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)

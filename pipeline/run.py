@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import pyarrow.fs as pafs
 import yaml
@@ -14,7 +15,8 @@ from refinery.pipeline.plan import Plan
 from refinery.pipeline.progress import Progress
 from refinery.pipeline.readers import READ
 from refinery.pipeline.runners import runner_for
-from refinery.pipeline.stats import StageStats
+from refinery.pipeline.stage import Stage
+from refinery.pipeline.stats import StageFigures, StageStats
 from refinery.pipeline.storage import StorageError, file_sizes
 
 log = logging.getLogger("refinery")
@@ -52,7 +54,7 @@ def _claim_run_dir(plan: Plan, job: Job) -> None:
         raise ConfigError("--out", run.uri, f"cannot write the run directory: {err}") from None
 
 
-def _write_figures(plan: Plan, stage, found: dict | None, name: str) -> None:
+def _write_figures(plan: Plan, stage: Stage, found: StageFigures | None, name: str) -> None:
     """A stage's own figures (dedup's clusters, decontaminate's index) join its statistics as
     one more part, `name` in the run directory."""
     if found is None:
@@ -82,7 +84,7 @@ def open_run(job: Job, out: str) -> Plan:
     return plan
 
 
-def run(job: Job, out: str | os.PathLike, runner: str | None = None, **options) -> list[StageStats]:
+def run(job: Job, out: str | os.PathLike[str], runner: str | None = None, **options: Any) -> list[StageStats]:
     """Run a validated job into `out` (a path or URI); finished units of an earlier attempt are
     skipped. The driver only schedules and merges small summaries: documents, resolutions and
     shards are read and written by the workers."""

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -46,7 +47,7 @@ class RunDir:
     reads the input files, a later segment reads the previous segment's parts after a global
     stage."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.uri = str(root)
         self.fs, self.base = filesystem(self.uri)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
@@ -77,7 +78,7 @@ class RunDir:
 
     def read_bytes(self, name: str) -> bytes:
         with self.fs.open_input_stream(self.path(name)) as fh:
-            return fh.read()
+            return cast(bytes, fh.read())
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode()
@@ -89,7 +90,7 @@ class RunDir:
         return pq.read_table(self.path(name), filesystem=self.fs)
 
     def exists(self, name: str) -> bool:
-        return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
+        return cast(bool, self.fs.get_file_info(self.path(name)).type == pafs.FileType.File)
 
     def names(self, folder: str) -> list[str]:
         """The files of a folder of the run, as names relative to the root, sorted."""

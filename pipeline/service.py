@@ -23,6 +23,7 @@ by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (where `ray start` and `ray get-a
 
 from __future__ import annotations
 
+import argparse
 import glob
 import importlib.util
 import json
@@ -33,10 +34,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 from refinery.pipeline.resources import BUNDLED, bundled, package_root
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 PACKAGES = ("pipeline", "stages", "classifiers", "tokenize", "loaders", "trainer")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -48,7 +53,7 @@ class ServiceError(RuntimeError):
 
 def read_token(token_file: str | None = None) -> str | None:
     """The cluster's authentication token from the first source that has one."""
-    candidates = [token_file] if token_file else []
+    candidates: list[str | None] = [token_file] if token_file else []
     if not token_file:
         if os.environ.get("RAY_AUTH_TOKEN", "").strip():
             return os.environ["RAY_AUTH_TOKEN"].strip()
@@ -72,7 +77,7 @@ def _address(address: str | None) -> str:
     return address if "://" in address else f"http://{address}"
 
 
-def client(address: str | None = None, token_file: str | None = None):
+def client(address: str | None = None, token_file: str | None = None) -> JobSubmissionClient:
     """A JobSubmissionClient for the cluster's dashboard, authenticated when a token is known."""
     from ray.job_submission import JobSubmissionClient
 
@@ -96,6 +101,8 @@ def stage_code(into: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
     for name in PACKAGES:
         spec = importlib.util.find_spec(f"refinery.{name}")
+        if spec is None or spec.submodule_search_locations is None:
+            raise ModuleNotFoundError(f"refinery.{name} is not a package here", name=f"refinery.{name}")
         shutil.copytree(list(spec.submodule_search_locations)[0], target / name, ignore=ignore)
     copy_bundled(target)
     return target
@@ -122,7 +129,7 @@ def _portable(value: str, bases: list[Path], keep_under: Path | None) -> str:
     return value
 
 
-def portable_config(conf: Path, ship_code: bool) -> dict:
+def portable_config(conf: Path, ship_code: bool) -> dict[str, Any]:
     """The config as the cluster should read it: paths that exist here made absolute."""
     data = yaml.safe_load(conf.read_text())
     if not isinstance(data, dict):
@@ -145,7 +152,7 @@ def portable_config(conf: Path, ship_code: bool) -> dict:
     return data
 
 
-def _portable_values(value, bases: list[Path], keep: Path | None):
+def _portable_values(value: object, bases: list[Path], keep: Path | None) -> object:
     """Every string inside a stage parameter, nested mappings and lists included (a classifier's
     `path` sits two levels down), made portable."""
     if isinstance(value, str):
@@ -191,7 +198,7 @@ def submit(
         workdir = Path(tmp) / "job"
         workdir.mkdir()
         (workdir / conf.name).write_text(yaml.safe_dump(portable_config(conf, ship), sort_keys=False))
-        runtime_env: dict = {"working_dir": str(workdir), "env_vars": {"RAY_DISABLE_USAGE_STATS": "1"}}
+        runtime_env: dict[str, object] = {"working_dir": str(workdir), "env_vars": {"RAY_DISABLE_USAGE_STATS": "1"}}
         command = "refinery"
         if ship:
             # bundled files twice: under the module for the package's own defaults, and in the
@@ -210,7 +217,7 @@ def submit(
         )
 
 
-def wait(jobs, job_id: str, timeout: float | None = None, poll: float = 1.0) -> str:
+def wait(jobs: JobSubmissionClient, job_id: str, timeout: float | None = None, poll: float = 1.0) -> str:
     """Poll until the job is finished (or the timeout passes); returns the last status seen."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -220,7 +227,7 @@ def wait(jobs, job_id: str, timeout: float | None = None, poll: float = 1.0) -> 
         time.sleep(poll)
 
 
-def _submit_cmd(args) -> int:
+def _submit_cmd(args: argparse.Namespace) -> int:
     conf = Path(args.conf)
     out = args.out
     if out is None and conf.is_file():
@@ -243,7 +250,7 @@ def _submit_cmd(args) -> int:
     return 0
 
 
-def _jobs_cmd(args) -> int:
+def _jobs_cmd(args: argparse.Namespace) -> int:
     jobs = client(args.address, args.token_file)
     if args.action == "list":
         rows = sorted(jobs.list_jobs(), key=lambda j: j.start_time or 0)
@@ -266,7 +273,7 @@ def _jobs_cmd(args) -> int:
         if args.follow:
             import asyncio
 
-            async def follow():
+            async def follow() -> None:
                 async for lines in jobs.tail_job_logs(args.job_id):
                     print(lines, end="", flush=True)
 
@@ -280,10 +287,13 @@ def _jobs_cmd(args) -> int:
     return 0
 
 
-def _guard(func):
+Command = Callable[[argparse.Namespace], int]
+
+
+def _guard(func: Command) -> Command:
     """Cluster and HTTP failures (the Jobs SDK raises RuntimeError, ConnectionError and RayError) become one line."""
 
-    def run(args) -> int:
+    def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
         except Exception as err:
@@ -297,7 +307,7 @@ def _guard(func):
     return run
 
 
-def _connection_args(p) -> None:
+def _connection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--address", help="Ray dashboard / Jobs API, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS, RAY_ADDRESS)"
     )
@@ -307,7 +317,7 @@ def _connection_args(p) -> None:
     )
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit_p = subparsers.add_parser("submit", help="submit a job to a Ray cluster (Ray Jobs API); prints the job id")
     submit_p.add_argument("conf")
     _connection_args(submit_p)

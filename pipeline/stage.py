@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +19,13 @@ import pyarrow.compute as pc
 
 from refinery.pipeline.core import Strict
 from refinery.pipeline.schema import doc_bytes
-from refinery.pipeline.stats import EXAMPLE_CHARS, HistogramSpec, StageStats
+from refinery.pipeline.stats import EXAMPLE_CHARS, HistogramSpec, StageFigures, StageStats
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+    from ray.data import Dataset
+
+    from refinery.pipeline.rundir import RunDir
 
 
 class StageParams(Strict):
@@ -46,13 +53,15 @@ class Verdict:
 class Stage:
     """Base of all stages. `kind` is the YAML name; `name` the instance's unique name in a job."""
 
-    kind: ClassVar[str] = ""
+    # `kind` and `removes` are class attributes, but not ClassVars: a global stage's filter phase
+    # (`execute.ResolvedFilter`) takes its stage's on the instance.
+    kind: str = ""
     Params: ClassVar[type[StageParams]] = StageParams
     # Columns the stage adds, with their Arrow types (the run's output schema is known up front):
     # a class attribute, or a property where they follow from the params.
     columns: dict[str, pa.DataType] = {}
     # Columns the stage removes (e.g. extract drops the raw page).
-    removes: ClassVar[tuple[str, ...]] = ()
+    removes: tuple[str, ...] = ()
     # Score columns to histogram in the statistics (as `columns`: fixed, or from the params).
     histograms: dict[str, HistogramSpec] = {}
     # Stages that load a model run in an actor pool on Ray (loaded once per actor).
@@ -79,14 +88,14 @@ class Stage:
         return cols
 
     @classmethod
-    def check_params(cls, params: StageParams, base) -> StageParams:
+    def check_params(cls, params: StageParams, base: Path) -> StageParams:
         """Config-time checks beyond types (e.g. a model file exists); raise ValueError.
 
         Returns the params to run with, their paths resolved against `base` (the config file's
         folder), as a new object: the parsed config itself is never changed."""
         return params
 
-    def prepare(self, run) -> dict | None:
+    def prepare(self, run: RunDir) -> StageFigures | None:
         """Driver-side step before any unit runs, for state every worker shares (decontaminate
         builds its n-gram index into the run directory `run`). What it sets on the stage travels
         to the workers with the plan. Returns the stage's own figures for its statistics
@@ -96,12 +105,12 @@ class Stage:
     def setup(self) -> None:
         """Load models and other heavy state; called once per worker before the first batch."""
 
-    def write_part(self, run, unit: int, chunk: int, batch: pa.RecordBatch) -> None:
+    def write_part(self, run: RunDir, unit: int, chunk: int, batch: pa.RecordBatch) -> None:
         """Worker-side: one chunk's documents as the run keeps them (after every stage), for a
         stage that writes its own output per part (tokenize: that chunk's token shards).
         `run` is the `RunDir`. Must be deterministic: the same chunk gives the same files."""
 
-    def finalize(self, run) -> None:
+    def finalize(self, run: RunDir) -> None:
         """Driver-side step once every unit is done (tokenize merges the per-part shard
         manifests). It reads only small per-part summaries, never the documents. Idempotent."""
 
@@ -140,7 +149,7 @@ class DocumentStage(MapStage):
         n = batch.num_rows
         texts = batch.column("text").to_pylist()
         others = {name: batch.column(name).to_pylist() for name in self.row_columns if name in batch.schema.names}
-        values: dict[str, list] = {name: [None] * n for name in self.columns}
+        values: dict[str, list[Any]] = {name: [None] * n for name in self.columns}
         failed: dict[str, np.ndarray] = {}
         errors: dict[str, np.ndarray] = {}
         for i, text in enumerate(texts):
@@ -177,13 +186,13 @@ class GlobalStage(Stage):
     def resolve_local(self, signatures: pa.Table) -> pa.Table:
         raise NotImplementedError
 
-    def resolve_ray(self, signatures):
+    def resolve_ray(self, signatures: Dataset) -> Dataset:
         raise NotImplementedError(f"stage {self.kind!r} has no Ray resolve")
 
-    def resolve_spark(self, signatures):
+    def resolve_spark(self, signatures: DataFrame) -> DataFrame:
         raise NotImplementedError(f"stage {self.kind!r} has no Spark resolve")
 
-    def resolution_stats(self, resolution) -> dict | None:
+    def resolution_stats(self, resolution: pa.Table | Dataset | DataFrame) -> StageFigures | None:
         """The stage's own figures about a resolution (an Arrow table, a Ray Dataset or a Spark
         DataFrame), merged into its statistics, e.g. dedup's cluster counts; None: none."""
         return None
@@ -285,7 +294,7 @@ def apply_verdict(
     return out.filter(pa.array(keep)), stats
 
 
-def _example_rows(first_reason: np.ndarray, error_kind: np.ndarray):
+def _example_rows(first_reason: np.ndarray, error_kind: np.ndarray) -> Iterator[tuple[str, pa.Array]]:
     for labels, prefix in ((first_reason, ""), (error_kind, "error:")):
         for label in sorted({x for x in labels if x is not None}):
             yield prefix + label, pa.array(np.flatnonzero(labels == label))

@@ -10,12 +10,70 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable, Mapping, TypedDict, TypeVar, cast
 
 import numpy as np
 
 EXAMPLES_PER_REASON = 5
 EXAMPLE_CHARS = 600
+
+
+class Histogram(TypedDict):
+    """A score histogram: `bins + 1` edges and a count per bin."""
+
+    edges: list[float]
+    counts: list[int]
+
+
+class Example(TypedDict):
+    """One example document of a drop reason; `key` orders the bottom-k sample."""
+
+    key: str
+    id: str
+    url: str | None
+    text: str
+
+
+class _StatsFields(TypedDict):
+    stage: str
+    kind: str
+    docs_in: int
+    docs_kept: int
+    docs_dropped: int
+    docs_errored: int
+    bytes_in: int
+    bytes_kept: int
+    dropped_by_reason: dict[str, int]
+    failed_by_rule: dict[str, int]
+    errors_by_kind: dict[str, int]
+    histograms: dict[str, Histogram]
+    examples: dict[str, list[Example]]
+    extra: dict[str, float]
+    seconds: float
+
+
+class StatsDict(_StatsFields, total=False):
+    """A stage's statistics as stored in JSON (`StageStats.to_dict`). Read back from a run,
+    `partial` says whether they were merged from the partial files of an unfinished job."""
+
+    partial: bool
+
+
+class ClusterExample(TypedDict):
+    """An example cluster of a global stage: its id, size, kept document and some members."""
+
+    cluster: str
+    size: int
+    kept: str
+    members: list[str]
+
+
+class StageFigures(TypedDict, total=False):
+    """A stage's own figures (from `prepare` or a resolve), merged into its statistics."""
+
+    extra: dict[str, float]
+    histograms: dict[str, Histogram]
+    examples: list[ClusterExample]
 
 
 @dataclass(frozen=True)
@@ -38,19 +96,22 @@ class HistogramSpec:
         edges = np.asarray(self.edges())
         clipped = np.clip(values, edges[0], edges[-1])
         counts, _ = np.histogram(clipped, bins=edges)
-        return counts.astype(int).tolist()
+        return cast(list[int], counts.astype(int).tolist())
 
 
 def example_key(doc_id: str) -> str:
     return hashlib.blake2b(doc_id.encode(), digest_size=8).hexdigest()
 
 
-def _add_counts(into: dict[str, int], other: dict[str, int]) -> None:
+Number = TypeVar("Number", int, float)
+
+
+def _add_counts(into: dict[str, Number], other: Mapping[str, Number]) -> None:
     for key, value in other.items():
         into[key] = into.get(key, 0) + value
 
 
-def _merge_examples(into: dict[str, list], other: dict[str, list]) -> None:
+def _merge_examples(into: dict[str, list[Example]], other: Mapping[str, list[Example]]) -> None:
     for reason, rows in other.items():
         merged = {row["key"]: row for row in into.get(reason, []) + rows}
         into[reason] = [merged[k] for k in sorted(merged)][:EXAMPLES_PER_REASON]
@@ -69,8 +130,8 @@ class StageStats:
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
     failed_by_rule: dict[str, int] = field(default_factory=dict)
     errors_by_kind: dict[str, int] = field(default_factory=dict)
-    histograms: dict[str, dict] = field(default_factory=dict)
-    examples: dict[str, list] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    examples: dict[str, list[Example]] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -82,8 +143,10 @@ class StageStats:
         else:
             current["counts"] = [a + b for a, b in zip(current["counts"], counts)]
 
-    def add_examples(self, reason: str, ids: Iterable[str], urls: Iterable, texts: Iterable[str]) -> None:
-        rows = [
+    def add_examples(
+        self, reason: str, ids: Iterable[str], urls: Iterable[str | None], texts: Iterable[str | None]
+    ) -> None:
+        rows: list[Example] = [
             {"key": example_key(i), "id": i, "url": u, "text": (t or "")[:EXAMPLE_CHARS]}
             for i, u, t in zip(ids, urls, texts)
         ]
@@ -108,7 +171,7 @@ class StageStats:
     def balanced(self) -> bool:
         return self.docs_in == self.docs_kept + self.docs_dropped + self.docs_errored
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> StatsDict:
         return {
             "stage": self.stage,
             "kind": self.kind,
@@ -128,7 +191,7 @@ class StageStats:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StageStats":
+    def from_dict(cls, data: Mapping[str, Any]) -> "StageStats":
         return cls(**data)
 
     def to_json(self) -> str:

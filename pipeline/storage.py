@@ -16,7 +16,7 @@ import posixpath
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, cast
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -35,7 +35,7 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if is_local(uri):
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri.removeprefix("file://")))
     try:
-        return pafs.FileSystem.from_uri(uri)
+        return cast(tuple[pafs.FileSystem, str], pafs.FileSystem.from_uri(uri))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as arrow_err:
         import fsspec
 

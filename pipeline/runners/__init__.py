@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from refinery.pipeline.plan import Plan
 from refinery.pipeline.runners.base import Runner
 
 
-def runner_for(name: str, plan: Plan, **options) -> Runner:
+def runner_for(name: str, plan: Plan, **options: Any) -> Runner:
+    """The runner named `name` for the plan; `options` go to its constructor."""
     if name == "local":
         from refinery.pipeline.runners.local_runner import LocalRunner
 

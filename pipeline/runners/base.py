@@ -6,6 +6,7 @@ from typing import Protocol
 
 from refinery.pipeline.plan import Segment
 from refinery.pipeline.stage import GlobalStage
+from refinery.pipeline.stats import StageFigures
 
 
 class Runner(Protocol):
@@ -13,7 +14,7 @@ class Runner(Protocol):
         """Run a segment's map stages over the pending (unit, path) pairs: each unit's kept
         documents, partial statistics and completion marker written (`execute.process_unit`)."""
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> StageFigures | None:
         """A global stage over the previous segment's parts: signatures, the stage's resolve on
         this runner's engine, the resolution written per unit; returns the stage's figures."""
 

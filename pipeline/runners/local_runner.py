@@ -5,10 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from refinery.pipeline.execute import process_unit, resolve_in_process, signatures_of_part
 from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.stage import GlobalStage
+from refinery.pipeline.stats import StageFigures
+
+Result = TypeVar("Result")
 
 
 class LocalRunner:
@@ -22,7 +26,7 @@ class LocalRunner:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self.pool
 
-    def _map(self, fn, calls: list[tuple]):
+    def _map(self, fn: Callable[..., Result], calls: Sequence[tuple[object, ...]]) -> Iterator[Result]:
         """Results of fn over calls, in completion order; in-process when parallelism cannot help."""
         if self.workers == 1 or len(calls) == 1:
             for args in calls:
@@ -36,7 +40,7 @@ class LocalRunner:
         for _ in self._map(process_unit, [(self.plan, segment.index, unit, path) for unit, path in pending]):
             pass
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> StageFigures | None:
         calls = [(stage, self.plan.run, unit, name) for unit, name in enumerate(parts)]
         return resolve_in_process(self.plan, stage, list(self._map(signatures_of_part, calls)))
 

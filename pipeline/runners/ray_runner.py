@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from typing import TYPE_CHECKING, Callable, Iterator, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 from refinery.pipeline.cluster import connect
 from refinery.pipeline.execute import (
     UNIT,
-    chunk_of,
+    chunk_id,
     empty_resolution,
     read_unit,
     ready_stages,
@@ -30,9 +31,21 @@ from refinery.pipeline.execute import (
 )
 from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.stage import GlobalStage
+from refinery.pipeline.stats import StageFigures
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+# A block function as `map_batches` and `map_groups` take it: Ray's annotations allow one
+# argument, the block; the functions here take the plan and segment too, from `fn_args`.
+BlockFn = Callable[[pa.Table], pa.Table]
 
 
-def _read_units(table: pa.Table, plan: Plan, segment: Segment):
+def _block_fn(fn: Callable[..., pa.Table | Iterator[pa.Table]]) -> BlockFn:
+    return cast(BlockFn, fn)
+
+
+def _read_units(table: pa.Table, plan: Plan, segment: Segment) -> Iterator[pa.Table]:
     """Reads the units of a block of (unit, path) rows, one output block per chunk."""
     for unit, path in zip(table.column("unit").to_pylist(), table.column("path").to_pylist()):
         for chunk, batch, stats in read_unit(plan, segment, unit, path):
@@ -51,7 +64,7 @@ class SegmentChain:
         self.stages = ready_stages(plan, segment)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        kept = []
+        kept: list[pa.RecordBatch] = []
         for batch in split_chunks(table):
             for stage in self.stages:
                 batch = run_stage_on_chunk(self.plan, self.segment, stage, batch)
@@ -62,9 +75,9 @@ class SegmentChain:
 
 def _write_parts(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     """Writes each chunk of a block as its Parquet part; returns one (unit, chunk, docs) row per part."""
-    rows = {"unit": [], "chunk": [], "docs": []}
+    rows: dict[str, list[int]] = {"unit": [], "chunk": [], "docs": []}
     for batch in split_chunks(table):
-        unit, chunk = chunk_of(batch)
+        unit, chunk = chunk_id(batch)
         rows["unit"].append(unit)
         rows["chunk"].append(chunk)
         rows["docs"].append(write_chunk(plan, segment, unit, chunk, batch))
@@ -83,17 +96,17 @@ class RayRunner:
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
         self.actors = plan.job.config.ray.actors or self.parallelism
         self.wave_units = wave_units or max(8, 4 * self.parallelism)
 
-    def _dataset(self, segment: Segment, units: list[tuple[int, str]]):
+    def _dataset(self, segment: Segment, units: list[tuple[int, str]]) -> Dataset:
         import ray
         import ray.data
 
         items = [{"unit": u, "path": p} for u, p in units]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(_read_units, fn_args=(self.plan, segment), batch_size=1, batch_format="pyarrow")
+        ds: Dataset = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(_block_fn(_read_units), fn_args=(self.plan, segment), batch_size=1, batch_format="pyarrow")
         if any(stage.uses_model for stage in segment_stages(self.plan, segment)):
             pool = ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors)
             ds = ds.map_batches(
@@ -104,8 +117,12 @@ class RayRunner:
                 compute=pool,
             )
         else:
-            ds = ds.map_batches(_chain_task, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
-        return ds.map_batches(_write_parts, fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow")
+            ds = ds.map_batches(
+                _block_fn(_chain_task), fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow"
+            )
+        return ds.map_batches(
+            _block_fn(_write_parts), fn_args=(self.plan, segment), batch_size=None, batch_format="pyarrow"
+        )
 
     def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
         for start in range(0, len(pending), self.wave_units):
@@ -114,7 +131,7 @@ class RayRunner:
             for unit, path in wave:
                 self.plan.run.mark_done(segment.index, unit, path)
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> StageFigures | None:
         """Signatures per part on the workers, the stage's distributed resolve, then a join with
         the (id, unit) pairs and one task per unit writing that unit's share: the driver sees
         counts and the stage's small resolution statistics only."""
@@ -125,7 +142,7 @@ class RayRunner:
         items = [{"unit": unit, "name": name} for unit, name in enumerate(parts)]
         signatures = (
             ray.data.from_items(items, override_num_blocks=len(items))
-            .map_batches(_signature_task, fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow")
+            .map_batches(_block_fn(_signature_task), fn_args=(stage, self.plan), batch_size=1, batch_format="pyarrow")
             .materialize()
         )
         resolution = stage.resolve_ray(signatures.drop_columns([UNIT])).materialize()
@@ -133,9 +150,9 @@ class RayRunner:
             joined = _join(
                 stage, resolution, signatures.select_columns(["id", UNIT]), max(self.parallelism, len(parts))
             )
-            joined.groupby(UNIT).map_groups(_resolution_task, fn_args=(stage, self.plan), batch_format="pyarrow").sum(
-                "rows"
-            )
+            joined.groupby(UNIT).map_groups(
+                _block_fn(_resolution_task), fn_args=(stage, self.plan), batch_format="pyarrow"
+            ).sum("rows")
         return stage.resolution_stats(resolution)
 
     def close(self) -> None:
@@ -149,12 +166,13 @@ def _chain_task(table: pa.Table, plan: Plan, segment: Segment) -> pa.Table:
     return SegmentChain(plan, segment)(table)
 
 
-def _join(stage: GlobalStage, resolution, units, buckets: int):
+def _join(stage: GlobalStage, resolution: Dataset, units: Dataset, buckets: int) -> Dataset:
     """resolution ⋈ units on id, as one sort shuffle of both sides by a hash bucket of the id
     and an Arrow join inside each bucket (Ray Data's own join runs aggregator actors, which
     starve the tasks feeding them on a one-CPU node)."""
-    sides = resolution.map_batches(_bucketed, fn_args=(stage, buckets, False), batch_format="pyarrow").union(
-        units.map_batches(_bucketed, fn_args=(stage, buckets, True), batch_format="pyarrow")
+    bucketed = _block_fn(_bucketed)
+    sides = resolution.map_batches(bucketed, fn_args=(stage, buckets, False), batch_format="pyarrow").union(
+        units.map_batches(bucketed, fn_args=(stage, buckets, True), batch_format="pyarrow")
     )
     return sides.groupby(BUCKET).map_groups(_join_bucket, batch_format="pyarrow")
 

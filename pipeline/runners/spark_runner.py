@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -21,11 +22,15 @@ from refinery.pipeline.execute import (
 )
 from refinery.pipeline.plan import Plan, Segment
 from refinery.pipeline.stage import GlobalStage
+from refinery.pipeline.stats import StageFigures
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 UNIT_RESULT = "unit long, docs long, bytes long"
 
 
-def spark_session(master: str, conf: dict[str, str] | None = None):
+def spark_session(master: str, conf: dict[str, str] | None = None) -> SparkSession:
     """A Spark session whose Python workers use this interpreter; no jars are downloaded."""
     from pyspark.sql import SparkSession
 
@@ -46,7 +51,7 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
 
 
 class SparkRunner:
-    def __init__(self, plan: Plan, master: str | None = None, spark=None):
+    def __init__(self, plan: Plan, master: str | None = None, spark: SparkSession | None = None):
         cfg = plan.job.config.spark
         self.plan = plan
         self.spark = spark or spark_session(master or cfg.master, cfg.conf)
@@ -54,7 +59,7 @@ class SparkRunner:
     def map_units(self, segment: Segment, pending: list[tuple[int, str]]) -> None:
         plan, index = self.plan, segment.index
 
-        def run_units(batches):
+        def run_units(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
                 units, paths = batch.column("unit").to_pylist(), batch.column("path").to_pylist()
                 results = [process_unit(plan, index, unit, path) for unit, path in zip(units, paths)]
@@ -65,7 +70,7 @@ class SparkRunner:
         units = self.spark.createDataFrame([(u, p) for u, p in pending], "unit long, path string")
         units.repartition(len(pending), "unit").mapInArrow(run_units, UNIT_RESULT).collect()
 
-    def resolve(self, stage: GlobalStage, parts: list[str]) -> dict | None:
+    def resolve(self, stage: GlobalStage, parts: list[str]) -> StageFigures | None:
         """Python tasks read the parts through pyarrow (any filesystem, no Hadoop connector),
         the stage resolves with DataFrame shuffles, and one task per unit writes that unit's
         share of the resolution, joined with the (id, unit) pairs."""
@@ -78,7 +83,7 @@ class SparkRunner:
         first = next(plan.run.open_parquet(parts[0]).iter_batches(batch_size=1))
         schema = from_arrow_schema(stage.signatures(first).schema.append(pa.field(UNIT, pa.int32())))
 
-        def signatures(batches):
+        def signatures(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for batch in batches:
                 for unit, name in zip(batch.column("unit").to_pylist(), batch.column("name").to_pylist()):
                     yield from signatures_of_part(stage, plan.run, unit, name).to_batches()
