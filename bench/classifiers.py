@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,11 @@ import pyarrow as pa
 import yaml
 
 from refinery.classifiers import build, corpora, generalization
+from refinery.classifiers.blocklist import WordBlocklist
 from refinery.classifiers.fasttext_model import FastTextClassifier, train
 from refinery.pipeline.resources import package_root
 from refinery.pipeline.stage import run_map_stage
-from refinery.stages.classify import Classify, ClassifyParams
+from refinery.stages.classify import Classify, ClassifyParams, WordSpec
 
 MODEL = package_root() / "models" / "classifiers" / "quality.ftz"
 DEMO = package_root() / "conf" / "demo.yaml"
@@ -92,8 +94,29 @@ def generalization_report(roots: build.Roots, split: str) -> int:
         share = kept[domain] if good else 1 - kept[domain]
         rows.append([domain, "hq: kept" if good else "lq: dropped", n, share, quality_kept[domain], flagged[domain]])
     _table(["domain", "goal", "documents", "share (both models)", "P(hq) >= min", "P(spam) > max"], rows)
-    print(f"safety spam recall at {max_spam:g}: {recall:.3f} of {len(held_spam)} held-out spam messages ({split})")
+    print(f"safety spam recall at {max_spam:g}: {recall:.3f} of {len(held_spam)} held-out spam messages ({split})\n")
+    blocklist_report(q_examples)
     return 0
+
+
+def blocklist_report(examples: list[generalization.Example]) -> None:
+    """Share of each prose domain's chunks (in a language with a list) that the classify stage's
+    default word blocklist drops, and the listed words it finds there most often."""
+    spec = WordSpec()
+    words = WordBlocklist(package_root() / spec.path, spec.languages)
+    dropped: dict[str, list[bool]] = {}
+    found: Counter[str] = Counter()
+    for e in examples:
+        if e.label != "hq" or e.lang not in spec.languages:
+            continue
+        hits, rate = words.hits(e.text, e.lang)
+        dropped.setdefault(e.domain, []).append(spec.max_rate is not None and rate > spec.max_rate)
+        if hits:
+            pattern = words.pattern(e.lang)
+            found.update(pattern.findall(e.text.lower()) if pattern else [])
+    print(f"## default word blocklist ({', '.join(spec.languages)}; drop above {spec.max_rate:g} hits per word)\n")
+    _table(["prose domain", "chunks", "dropped"], [[d, len(v), float(np.mean(v))] for d, v in sorted(dropped.items())])
+    print("most frequent hits in prose: " + ", ".join(f"{w} ({n})" for w, n in found.most_common(12)))
 
 
 def documents(root: Path) -> list[str]:
