@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from refinery.pipeline.core import Strict
 from refinery.stages.rules.family import Family, Judgment, Texts, codes, off
-from refinery.stages.rules.kernels import ends_with, strip_space, word_kind
+from refinery.stages.rules.kernels import ends_with, strip_space, symbol_counts, word_kind
 
 
 class GopherQuality(Strict):
@@ -74,19 +74,7 @@ def _gopher_quality(cp, starts, cls, tb, te, toff, lb, le, loff, cjk, stop_rule,
             out[d, 2] = mean < min_len
             out[d, 3] = mean > max_len
         if n and not np.isnan(symbol):
-            hashes = 0
-            ellipses = 0
-            run = 0
-            for i in range(starts[d], starts[d + 1]):
-                c = cp[i]
-                hashes += c == 35
-                ellipses += c == 0x2026
-                if c == 46:
-                    run += 1
-                else:
-                    ellipses += run // 3
-                    run = 0
-            ellipses += run // 3
+            hashes, ellipses = symbol_counts(cp, starts[d], starts[d + 1])
             out[d, 4] = hashes / n > symbol
             out[d, 5] = ellipses / n > symbol
         lines = loff[d + 1] - loff[d]

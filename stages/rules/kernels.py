@@ -159,3 +159,22 @@ def word_kind(cp, cls, s, e):
         has_lmn |= (f & LMN) != 0
         has_alpha |= (f & ALPHA) != 0
     return has_lmn, has_alpha
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def symbol_counts(cp, s, e):
+    """Hashes and ellipses ("…", or each three dots in a row) in cp[s:e]: Gopher's symbol-to-word
+    ratios count them."""
+    hashes = 0
+    ellipses = 0
+    run = 0
+    for i in range(s, e):
+        c = cp[i]
+        hashes += c == 35
+        ellipses += c == 0x2026
+        if c == 46:
+            run += 1
+        else:
+            ellipses += run // 3
+            run = 0
+    return hashes, ellipses + run // 3

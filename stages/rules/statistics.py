@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from refinery.stages.rules.family import Texts
-from refinery.stages.rules.kernels import run_duplicates, split_runs, strip_space, word_kind
+from refinery.stages.rules.kernels import run_duplicates, split_runs, strip_space, symbol_counts, word_kind
 from refinery.stages.words import CJK
 
 DOCUMENT_STATISTICS = ["dup_line_frac", "symbol_ratio", "alpha_word_frac", "bullet_line_frac", "short_line_frac"]
@@ -24,24 +24,14 @@ def _document_statistics(cp, starts, cls, tb, te, toff, lb, le, loff, cjk, short
         out[d, 0] = dup / len(begin)
         n = toff[d + 1] - toff[d]
         if n:
-            symbols = 0
-            run = 0
-            for i in range(a, b):
-                c = cp[i]
-                symbols += c == 35 or c == 0x2026
-                if c == 46:
-                    run += 1
-                else:
-                    symbols += run // 3
-                    run = 0
-            symbols += run // 3
+            hashes, ellipses = symbol_counts(cp, a, b)
             content = 0
             alpha = 0
             for k in range(toff[d], toff[d + 1]):
                 has_lmn, has_alpha = word_kind(cp, cls, tb[k], te[k])
                 content += has_lmn
                 alpha += has_alpha
-            out[d, 1] = symbols / n
+            out[d, 1] = (hashes + ellipses) / n
             out[d, 2] = alpha / max(1, content)
         lines = loff[d + 1] - loff[d]
         bullets = 0
