@@ -375,7 +375,7 @@ def build_perplexity(roots: Roots, out: Path) -> dict:
     recipe = RECIPES["quality"]
     examples, _ = collect(recipe, roots)
     report = perplexity.leave_one_domain_out(examples, recipe.positive, recipe.params)
-    lm = perplexity.PerplexityModel.train([e.text for e in examples if e.split == "train" and e.label == "hq"])
+    lm = perplexity.train([e.text for e in examples if e.split == "train" and e.label == "hq"])
     path = out / "perplexity.npz"
     lm.save(path)
     tune = [e for e in examples if e.split == "tune"]

@@ -35,14 +35,15 @@ class PerplexityModel:
     def __init__(self, path: str | os.PathLike):
         self.lm = NgramLM.load(path, cache_weight=0.0)
 
-    @classmethod
-    def train(cls, texts: list[str]) -> NgramLM:
-        return NgramLM.train(texts, vocab_size=VOCAB_SIZE, min_count=2, cache_weight=0.0)
-
     def perplexity(self, texts: list[str], max_chars: int | None = None) -> np.ndarray:
         """exp(mean negative log-likelihood per word) of each text's first `max_chars`
         characters; NaN for a text without words."""
         return perplexities(self.lm, texts, max_chars)
+
+
+def train(texts: list[str]) -> NgramLM:
+    """The trigram model of `texts` that PerplexityModel loads."""
+    return NgramLM.train(texts, vocab_size=VOCAB_SIZE, min_count=2, cache_weight=0.0)
 
 
 def perplexities(lm: NgramLM, texts: list[str], max_chars: int | None = None) -> np.ndarray:
@@ -81,7 +82,7 @@ def _held_out_scores(examples: list[Example], positive: str, params: TrainParams
     scored = {}
     for domain, model in generalization.models_without_each_domain(examples, params):
         kept = [e for e in examples if e.split == "train" and domain not in (e.domain, e.origin)]
-        lm = PerplexityModel.train([e.text for e in kept if e.label == positive])
+        lm = train([e.text for e in kept if e.label == positive])
         inside = [e for e in examples if e.domain == domain and e.split != "tune"]
         label = inside[0].label
         others = [e for e in examples if e.domain != domain and e.split == "test" and e.label != label]
