@@ -70,6 +70,7 @@ class _Scored:
 
     label: str
     n_inside: int
+    langs: list[str]  # of the domain's own documents
     p: np.ndarray
     ppl: np.ndarray
     gold: np.ndarray
@@ -91,6 +92,7 @@ def _held_out_scores(examples: list[Example], positive: str, params: TrainParams
         scored[domain] = _Scored(
             label,
             len(inside),
+            [e.lang for e in inside],
             generalization.positive_scores(model, both, positive),
             perplexities(lm, [e.text for e in both]),
             np.array([e.label == positive for e in both]),
@@ -136,7 +138,28 @@ def leave_one_domain_out(examples: list[Example], positive: str, params: TrainPa
         "weight": weight,
         "tune_auc_by_weight": {f"{w:g}": tune_auc(w) for w in WEIGHTS},
         "by_domain": by_domain,
+        "by_language": _by_language(scored, weight),
     }
+
+
+def _by_language(scored: dict[str, _Scored], weight: float, min_examples: int = 10) -> dict[str, dict]:
+    """AUC of every document's combined score from the models that never saw its domain, within
+    each language that has at least `min_examples` of both labels."""
+    langs: list[str] = []
+    scores: list[np.ndarray] = []
+    gold: list[np.ndarray] = []
+    for s in scored.values():
+        langs += s.langs
+        scores.append(quality_score(s.p[: s.n_inside], s.ppl[: s.n_inside], weight))
+        gold.append(s.gold[: s.n_inside])
+    all_scores, all_gold, all_langs = np.concatenate(scores), np.concatenate(gold), np.array(langs)
+    out = {}
+    for lang in sorted(set(langs)):
+        rows = all_langs == lang
+        positive = int(all_gold[rows].sum())
+        if min(positive, int(rows.sum()) - positive) >= min_examples:
+            out[lang] = {"n": int(rows.sum()), "positive": positive, "auc": roc_auc(all_scores[rows], all_gold[rows])}
+    return out
 
 
 def threshold(p_positive: np.ndarray, perplexity: np.ndarray, gold: np.ndarray, weight: float) -> float:
