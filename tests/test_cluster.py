@@ -66,14 +66,18 @@ def demo_on_s3(s3, root, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("conf")
     for item in sorted((root / "data" / "benchmarks").glob("*.jsonl")):
         client.upload_file(str(item), bucket, f"evals/{item.name}")
-    for stage in config["stages"]:  # model paths as the demo writes them, relative to conf/
+
+    def from_root(options: dict) -> None:  # model paths as the demo writes them, relative to conf/
+        for key, value in options.items():
+            if isinstance(value, dict):
+                from_root(value)
+            elif isinstance(value, str) and value.startswith("../models/"):
+                options[key] = str(root / value.removeprefix("../"))
+
+    for stage in config["stages"]:
         if "benchmarks" in stage:
             stage["benchmarks"] = [f"s3://{bucket}/evals/*.jsonl"]
-        for key, value in list(stage.items()):
-            if isinstance(value, str) and value.startswith("../models/"):
-                stage[key] = str(root / value.removeprefix("../"))
-        for classifier in (stage.get("classifiers") or {}).values():
-            classifier["path"] = str(root / classifier["path"].removeprefix("../"))
+        from_root(stage)
     path = folder / "demo-s3.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
