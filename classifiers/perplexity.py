@@ -118,15 +118,14 @@ def leave_one_domain_out(examples: list[Example], positive: str, params: TrainPa
     by_domain = {}
     for domain, s in scored.items():
         combined = quality_score(s.p, s.ppl, weight)
-        tune = quality_score(s.tune_p, s.tune_ppl, weight)
-        threshold = float(np.quantile(tune[s.tune_gold], 1 - TUNE_KEEP))
+        cut = threshold(s.tune_p, s.tune_ppl, s.tune_gold, weight)
         by_domain[domain] = {
             "label": s.label,
             "n": s.n_inside,
             "auc_fasttext": roc_auc(s.p, s.gold),
             "auc_perplexity": roc_auc(-np.where(np.isnan(s.ppl), VOCAB_SIZE, s.ppl), s.gold),
             "auc_combined": roc_auc(combined, s.gold),
-            "share_kept": float(np.mean(combined[: s.n_inside] >= threshold)),
+            "share_kept": float(np.mean(combined[: s.n_inside] >= cut)),
         }
     return {
         "method": (
