@@ -25,6 +25,7 @@ stages:
   - {stage: rules, c4_badwords: {}}
   - {stage: dedup, method: minhash}
   - {stage: decontaminate, benchmarks: [evals.jsonl]}
+  - {stage: classify, annotate_only: true, perplexity: {min_score: card}}
 """
 
 
@@ -170,7 +171,7 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     stats = {
         s: json.loads((tmp_path / "run" / "stats" / f"{s}.json").read_text())
-        for s in ("langid", "rules", "dedup", "decontaminate")
+        for s in ("langid", "rules", "dedup", "decontaminate", "classify")
     }
     for name, s in stats.items():
         assert s["docs_in"] == s["docs_kept"] + s["docs_dropped"] + s["docs_errored"], (name, s)
@@ -178,6 +179,10 @@ def test_installed_wheel_runs_a_job_outside_the_checkout(wheel, tmp_path):
     assert stats["rules"]["failed_by_rule"].get("c4_badwords", 0) >= 1, stats["rules"]  # the bundled en.txt
     assert stats["dedup"]["docs_dropped"] >= 1, stats["dedup"]
     assert stats["decontaminate"]["dropped_by_reason"] == {"contaminated": 1}, stats["decontaminate"]
+    # the bundled classifiers, blocklists and perplexity model with its card's threshold
+    scored = stats["classify"]["histograms"]
+    assert {"quality_hq", "safety_spam", "badword_rate", "perplexity", "quality_score"} <= set(scored), scored
+    assert sum(scored["perplexity"]["counts"]) == stats["classify"]["docs_in"] > 0, scored["perplexity"]
 
     out = probe(
         "import refinery.pipeline.cli as c, refinery.stages.langid as l, refinery.stages.rules.c4 as r;"
