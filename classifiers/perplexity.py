@@ -4,9 +4,9 @@ predictable a text is under a word trigram model of edited prose.
 The two fail in opposite places. fastText reads a bag of words and n-grams, so it cannot tell
 prose from the same words shuffled or listed; a language model reads word order, so it can, but
 a text made of prose lines (repeated, or menus of short sentences) looks fluent to it. Their
-combination, `quality_score = logit(P(hq)) - weight * ln(perplexity)`, is what the classify
-stage thresholds by default; the weight is chosen on the tune documents, and the build reports
-each signal and the combination leave-one-domain-out.
+combination, `quality_score = logit(P(hq)) - weight * ln(perplexity)`, is a column of the classify
+stage (`perplexity: {}`, thresholded with `min_score`); the weight is chosen on the tune documents,
+and the build reports each signal and the combination leave-one-domain-out.
 """
 
 from __future__ import annotations
@@ -59,8 +59,12 @@ def quality_score(p_positive: np.ndarray, perplexity: np.ndarray, weight: float)
     """logit(P(positive)) - weight * ln(perplexity); a text without words scores as the least
     fluent text can (its perplexity counts as the vocabulary size)."""
     p = np.clip(p_positive.astype(np.float64), 1e-4, 1 - 1e-4)
-    ppl = np.where(np.isnan(perplexity), VOCAB_SIZE, perplexity)
-    return np.log(p / (1 - p)) - weight * np.log(ppl)
+    return np.log(p / (1 - p)) - weight * np.log(_or_worst(perplexity))
+
+
+def _or_worst(perplexity: np.ndarray) -> np.ndarray:
+    """The perplexities, with that of a text without words counted as the vocabulary size."""
+    return np.where(np.isnan(perplexity), VOCAB_SIZE, perplexity)
 
 
 @dataclass
@@ -123,7 +127,7 @@ def leave_one_domain_out(examples: list[Example], positive: str, params: TrainPa
             "label": s.label,
             "n": s.n_inside,
             "auc_fasttext": roc_auc(s.p, s.gold),
-            "auc_perplexity": roc_auc(-np.where(np.isnan(s.ppl), VOCAB_SIZE, s.ppl), s.gold),
+            "auc_perplexity": roc_auc(-_or_worst(s.ppl), s.gold),
             "auc_combined": roc_auc(combined, s.gold),
             "share_kept": float(np.mean(combined[: s.n_inside] >= cut)),
         }

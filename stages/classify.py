@@ -88,14 +88,13 @@ class ClassifyParams(StageParams):
         return self
 
 
-def _checked_perplexity(spec: PerplexitySpec, base: Path, classifiers: dict[str, ClassifierSpec]) -> PerplexitySpec:
+def _checked_perplexity(spec: PerplexitySpec, base: Path, columns: set[str]) -> PerplexitySpec:
     """The spec with its model's path resolved and the weight and threshold it uses filled in."""
     path = resolve_path(spec.path, base)
     if not path.is_file():
         raise ValueError(f"perplexity.path: no such file {path}")
     update: dict = {"path": str(path)}
     if spec.score_label is not None:
-        columns = {f"{name}_{label}" for name, c in classifiers.items() for label in _model_labels(Path(c.path))}
         if spec.score_label not in columns:
             raise ValueError(
                 f"perplexity.score_label: no classifier column {spec.score_label!r}"
@@ -170,6 +169,7 @@ class Classify(MapStage):
     def check_params(cls, params: ClassifyParams, base) -> ClassifyParams:
         base = Path(base)
         classifiers = {}
+        columns: set[str] = set()  # the score columns the classifiers write
         for name, spec in params.classifiers.items():
             path = resolve_path(spec.path, base)
             if not path.is_file():
@@ -181,6 +181,7 @@ class Classify(MapStage):
                         f"classifiers.{name}: model {path.name} has no label {label!r} (labels: {', '.join(labels)})"
                     )
             classifiers[name] = spec.model_copy(update={"path": str(path)})
+            columns.update(f"{name}_{label}" for label in labels)
         lists = {}
         for key, spec in (("domains", params.domains), ("words", params.words)):
             if spec is not None:
@@ -190,7 +191,7 @@ class Classify(MapStage):
                 lists[key] = spec.model_copy(update={"path": str(path)})
         update: dict = {"classifiers": classifiers, **lists}
         if params.perplexity is not None:
-            update["perplexity"] = _checked_perplexity(params.perplexity, base, classifiers)
+            update["perplexity"] = _checked_perplexity(params.perplexity, base, columns)
         checked = params.model_copy(update=update)
         if checked.domains is not None:
             from refinery.classifiers.blocklist import DomainBlocklist
