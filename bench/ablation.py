@@ -306,7 +306,9 @@ def tokenize_stage() -> dict:
 
 def refined_stages() -> list[dict]:
     """conf/demo.yaml's stages for text input (no extract; no long-context routing, which drops
-    nothing), with C4's line filter rewriting a page to its kept lines, as FineWeb runs it."""
+    nothing), with C4's line filter rewriting a page to its kept lines, as FineWeb runs it, and
+    fastText's P(hq) >= 0.5 as the quality gate (the demo's before quality_score; the figures in
+    BENCHMARKS.md were measured with it)."""
     return [
         {"stage": "langid", "languages": ["en"], "threshold": 0.65},
         {"stage": "normalize"},

@@ -1,12 +1,13 @@
 """Classifier benchmarks.
 
 Generalization (`--generalization`): the shipped recipes trained leave-one-domain-out. Prints the
-quality model's AUC per held-out domain and per language, the share of each domain's test
-documents kept and dropped at the demo's thresholds (quality and safety together, each model
-never having seen the domain), and the safety model's false-positive rate per prose domain and
-its spam recall (held-out messages). Thresholds are read from conf/demo.yaml.
+AUC of fastText's P(hq), the perplexity, line punctuation and `quality_score` per held-out domain,
+the score's AUC per language, the share of each domain's test documents kept and dropped at the
+demo's thresholds (quality_score and safety together, each model never having seen the domain),
+the safety model's false-positive rate per prose domain and its spam recall (held-out messages).
+Thresholds are read from conf/demo.yaml.
 
-    python bench/classifiers.py --data ../shared/data --generalization [--split tune]
+    python bench/classifiers.py --data ../shared/data --generalization
 
 Throughput (default): the `classify` stage vs datatrove's FastTextClassifierFilter, same
 documents, same model (the shipped quality.ftz), one process, one run; prints docs/s and the ratio.
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from refinery.classifiers import build, corpora, generalization
+from refinery.classifiers import build, corpora, generalization, quality_score
 from refinery.classifiers.blocklist import WordBlocklist
 from refinery.classifiers.fasttext_model import FastTextClassifier, train
 from refinery.pipeline.resources import package_root
@@ -39,10 +40,12 @@ MODEL = package_root() / "models" / "classifiers" / "quality.ftz"
 DEMO = package_root() / "conf" / "demo.yaml"
 
 
-def demo_thresholds(path: Path = DEMO) -> tuple[float, float]:
-    """(quality min hq, safety max spam) of the demo's classify stage."""
+def demo_max_spam(path: Path = DEMO) -> float:
+    """The safety threshold of the demo's classify stage, which must gate on the card's quality_score."""
     stage = next(s for s in yaml.safe_load(path.read_text())["stages"] if s["stage"] == "classify")
-    return stage["classifiers"]["quality"]["min"]["hq"], stage["classifiers"]["safety"]["max"]["spam"]
+    if stage["perplexity"].get("min_score") != "card" or stage["classifiers"]["quality"].get("min"):
+        raise SystemExit(f"{path}: the report assumes the demo keeps quality_score >= the card's threshold")
+    return stage["classifiers"]["safety"]["max"]["spam"]
 
 
 def _table(header: list[str], rows: list[list]) -> None:
@@ -53,21 +56,26 @@ def _table(header: list[str], rows: list[list]) -> None:
     print()
 
 
-def generalization_report(roots: build.Roots, split: str) -> int:
+def generalization_report(roots: build.Roots) -> int:
+    split = "test"  # the documents the rates are read on
     quality, safety = build.RECIPES["quality"], build.RECIPES["safety"]
-    min_hq, max_spam = demo_thresholds()
+    max_spam = demo_max_spam()
     q_examples, _ = build.collect(quality, roots)
     s_examples, _ = build.collect(safety, roots)
-    ood = generalization.leave_one_domain_out(q_examples, quality.positive, quality.params)
-    print("## quality: leave-one-domain-out AUC (P(hq), held-out domain vs the other label's test documents)\n")
+    report, ood = quality_score.leave_one_domain_out(q_examples, quality.positive, quality.params)
+    print("## quality: leave-one-domain-out AUC (held-out domain vs the other label's test documents)\n")
+    signals = ["fasttext", "perplexity", "line_punctuation", "quality_score"]
     _table(
-        ["held-out domain", "label", "documents", "AUC"],
-        [[d, v["label"], v["n"], v["auc"]] for d, v in sorted(ood.domain_auc.items(), key=lambda kv: kv[1]["auc"])],
+        ["held-out domain", "label", "documents", *signals, "kept at the threshold"],
+        [
+            [d, v["label"], v["n"], *(v[f"auc_{k}"] for k in signals), v["share_kept"]]
+            for d, v in sorted(report["by_domain"].items(), key=lambda kv: kv[1]["auc_quality_score"])
+        ],
     )
-    print("## quality: out-of-domain AUC per language (every document scored by the model without its domain)\n")
-    by_language = generalization.auc_by_language(ood, quality.positive)
+    print("## quality_score: out-of-domain AUC per language (every document scored by models without its domain)\n")
     _table(
-        ["language", "documents", "hq", "AUC"], [[k, v["n"], v["positive"], v["auc"]] for k, v in by_language.items()]
+        ["language", "documents", "hq", "AUC"],
+        [[k, v["n"], v["positive"], v["auc"]] for k, v in report["by_language"].items()],
     )
 
     # P(spam) of every quality example from a safety model that never saw its domain's prose; the
@@ -82,18 +90,18 @@ def generalization_report(roots: build.Roots, split: str) -> int:
         spam[rest] = generalization.positive_scores(full, [ood.examples[i] for i in rest], safety.positive)
         held_spam = [e for e in s_examples if e.split == split and e.label == safety.positive]
         recall = float(np.mean(generalization.positive_scores(full, held_spam, safety.positive) > max_spam))
-    keep = (ood.scores >= min_hq) & (spam <= max_spam)
+    keep = (ood.scores >= 0) & (spam <= max_spam)
     kept = generalization.pass_rates(ood, keep, split)
-    quality_kept = generalization.pass_rates(ood, ood.scores >= min_hq, split)
+    quality_kept = generalization.pass_rates(ood, ood.scores >= 0, split)
     flagged = generalization.pass_rates(ood, spam > max_spam, split)
-    print(f"## demo thresholds (quality min hq {min_hq:g}, safety max spam {max_spam:g}), {split} documents\n")
+    print(f"## demo thresholds (quality_score at its threshold, safety max spam {max_spam:g}), {split} documents\n")
     rows = []
     for domain in sorted(kept, key=lambda d: (ood.domain_auc[d]["label"] != "hq", d)):
         good = ood.domain_auc[domain]["label"] == "hq"
         n = sum(e.domain == domain and e.split == split for e in ood.examples)
         share = kept[domain] if good else 1 - kept[domain]
         rows.append([domain, "hq: kept" if good else "lq: dropped", n, share, quality_kept[domain], flagged[domain]])
-    _table(["domain", "goal", "documents", "share (both models)", "P(hq) >= min", "P(spam) > max"], rows)
+    _table(["domain", "goal", "documents", "share (both models)", "quality_score kept", "P(spam) > max"], rows)
     print(f"safety spam recall at {max_spam:g}: {recall:.3f} of {len(held_spam)} held-out spam messages ({split})\n")
     blocklist_report(q_examples)
     return 0
@@ -202,10 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each; the fastest counts")
     parser.add_argument("--generalization", action="store_true", help="leave-one-domain-out figures instead")
-    parser.add_argument("--split", choices=["test", "tune"], default="test", help="documents the rates are read on")
     args = parser.parse_args(argv)
     if args.generalization:
-        return generalization_report(build.Roots(Path(args.data)), args.split)
+        return generalization_report(build.Roots(Path(args.data)))
     texts = documents(Path(args.data)) * args.repeat
     mb = sum(len(t.encode()) for t in texts) / 1e6
     stage, filt = refinery_stage(), datatrove_filter()

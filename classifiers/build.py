@@ -367,31 +367,37 @@ def build_ngram(root: Path, out: Path) -> dict:
 
 
 def build_perplexity(roots: Roots, out: Path) -> dict:
-    """The quality model's perplexity companion: a trigram model of the `hq` train documents, its
-    weight and default threshold for `quality_score` (chosen on the tune documents with the
-    built `quality.ftz`), and the leave-one-domain-out figures of both signals."""
-    from refinery.classifiers import perplexity
+    """The quality model's companions: a trigram model of the `hq` train documents, and
+    `quality_score`, the regression of P(hq), perplexity and line punctuation fitted on the tune
+    documents as the built `quality.ftz` and trigram model score them, with its default threshold;
+    and the leave-one-domain-out figures of each signal and of the score."""
+    from refinery.classifiers import perplexity, quality_score
 
     recipe = RECIPES["quality"]
     examples, _ = collect(recipe, roots)
-    report = perplexity.leave_one_domain_out(examples, recipe.positive, recipe.params)
+    report, _ = quality_score.leave_one_domain_out(examples, recipe.positive, recipe.params)
     lm = perplexity.train([e.text for e in examples if e.split == "train" and e.label == "hq"])
     path = out / "perplexity.npz"
     lm.save(path)
     tune = [e for e in examples if e.split == "tune"]
+    texts = [e.text for e in tune]
     quality = FastTextClassifier(out / "quality.ftz")
-    p_hq = quality.predict_proba([e.text for e in tune])[:, quality.labels.index("hq")]
-    ppl = perplexity.perplexities(lm, [e.text for e in tune])
+    x = quality_score.features(
+        quality.predict_proba(texts)[:, quality.labels.index("hq")],
+        perplexity.perplexities(lm, texts),
+        quality_score.line_punctuation(texts),
+    )
     gold = np.array([e.label == "hq" for e in tune])
+    score = quality_score.QualityScore.fit(x, gold)
     card = {
         "model": path.name,
         "task": "perplexity of a word trigram model of edited prose (Witten-Bell), beside quality.ftz",
         "leave_one_domain_out": report,
         "quality_score": {
-            "formula": "logit(quality_hq) - weight * ln(perplexity)",
-            "weight": report["weight"],
-            "threshold": perplexity.threshold(p_hq, ppl, gold, report["weight"]),
-            "chosen_on": f"the tune documents: keeps {perplexity.TUNE_KEEP:.1%} of their hq text",
+            "formula": "sigmoid(coefficients . (features - mean) / scale + intercept)",
+            **score.card(),
+            "threshold": quality_score.threshold(score(x), gold),
+            "chosen_on": f"the tune documents: fitted there, and keeps {quality_score.TUNE_KEEP:.0%} of their hq text",
         },
         "sources": "the hq sources of quality.ftz.json (train split)",
         "vocab": len(lm.vocab),
@@ -423,7 +429,7 @@ def run(args) -> int:
     for name in args.only or [*sorted(RECIPES), "ngram", "perplexity"]:
         if name == "perplexity":
             card = build_perplexity(roots, out)
-            worst = min(d["auc_combined"] for d in card["leave_one_domain_out"]["by_domain"].values())
+            worst = min(d["auc_quality_score"] for d in card["leave_one_domain_out"]["by_domain"].values())
             print(f"perplexity: quality_score leave-one-domain-out AUC >= {worst:.4f} -> {out / card['model']}")
             continue
         if name == "ngram":

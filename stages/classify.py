@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from refinery.classifiers.fasttext_model import prepare_column
@@ -51,8 +52,9 @@ class WordSpec(Strict):
 
 class PerplexitySpec(Strict):
     """CCNet-style perplexity under a trigram model of edited prose (`refinery.classifiers.perplexity`),
-    a `perplexity` column; with `score_label`'s classifier also `quality_score = logit(P) - weight *
-    ln(perplexity)`, which is what fastText and the language model judge together."""
+    a `perplexity` column; with `score_label`'s classifier also `quality_score`
+    (`refinery.classifiers.quality_score`), the model card's regression of that P, the perplexity
+    and the share of lines that end a sentence: P(good prose), judged by the three together."""
 
     path: str = "models/classifiers/perplexity.npz"
     max_chars: int = Field(default=20_000, gt=0)
@@ -60,10 +62,8 @@ class PerplexitySpec(Strict):
     max: float | None = Field(default=None, gt=0)
     # The score column combined with the perplexity (None: no quality_score).
     score_label: str | None = "quality_hq"
-    # None: the weight and threshold of the model card (chosen on its tune documents).
-    weight: float | None = Field(default=None, ge=0)
     # Keep a document only if quality_score >= min_score; "card": the model card's threshold.
-    min_score: float | Literal["card"] | None = None
+    min_score: Annotated[float, Field(ge=0, le=1)] | Literal["card"] | None = None
 
 
 def _default_classifiers() -> dict[str, ClassifierSpec]:
@@ -89,7 +89,7 @@ class ClassifyParams(StageParams):
 
 
 def _checked_perplexity(spec: PerplexitySpec, base: Path, columns: set[str]) -> PerplexitySpec:
-    """The spec with its model's path resolved and the weight and threshold it uses filled in."""
+    """The spec with its model's path resolved and the card's threshold filled in."""
     path = resolve_path(spec.path, base)
     if not path.is_file():
         raise ValueError(f"perplexity.path: no such file {path}")
@@ -100,20 +100,24 @@ def _checked_perplexity(spec: PerplexitySpec, base: Path, columns: set[str]) -> 
                 f"perplexity.score_label: no classifier column {spec.score_label!r}"
                 f" (have: {', '.join(sorted(columns))})"
             )
-        if spec.weight is None or spec.min_score == "card":
-            card_path = Path(f"{path}.json")
-            if not card_path.is_file():
-                raise ValueError(
-                    f"perplexity: {card_path} (the model card) is needed for the default weight and threshold"
-                )
-            card = json.loads(card_path.read_text())["quality_score"]
-            if spec.weight is None:
-                update["weight"] = float(card["weight"])
-            if spec.min_score == "card":
-                update["min_score"] = float(card["threshold"])
+        card = _score_card(path)
+        if spec.min_score == "card":
+            update["min_score"] = float(card["threshold"])
     elif spec.min_score is not None:
         raise ValueError("perplexity.min_score needs a score_label")
     return spec.model_copy(update=update)
+
+
+def _score_card(path: Path) -> dict:
+    """The `quality_score` entry of the perplexity model's card, checked to load."""
+    from refinery.classifiers.quality_score import QualityScore
+
+    card_path = Path(f"{path}.json")
+    if not card_path.is_file():
+        raise ValueError(f"perplexity: {card_path} (the model card) is needed for quality_score")
+    card = json.loads(card_path.read_text())["quality_score"]
+    QualityScore.from_card(card)
+    return card
 
 
 def _model_labels(path: Path) -> list[str]:
@@ -135,6 +139,7 @@ class Classify(MapStage):
         self._domains = None
         self._words = None
         self._perplexity = None
+        self._score = None
 
     @property
     def columns(self) -> dict[str, pa.DataType]:
@@ -162,7 +167,7 @@ class Classify(MapStage):
         if self.params.perplexity is not None:
             histograms["perplexity"] = HistogramSpec(0.0, 5000.0, 25)
             if self.params.perplexity.score_label is not None:
-                histograms["quality_score"] = HistogramSpec(-40.0, 10.0, 25)
+                histograms["quality_score"] = HistogramSpec(0.0, 1.0, 20)
         return histograms
 
     @classmethod
@@ -220,7 +225,12 @@ class Classify(MapStage):
         if p.perplexity is not None:
             from refinery.classifiers.perplexity import PerplexityModel
 
-            self._perplexity = PerplexityModel(resolve_path(p.perplexity.path))
+            path = resolve_path(p.perplexity.path)
+            self._perplexity = PerplexityModel(path)
+            if p.perplexity.score_label is not None:
+                from refinery.classifiers.quality_score import QualityScore
+
+                self._score = QualityScore.from_card(_score_card(path))
 
     def process(self, batch: pa.RecordBatch) -> Verdict:
         p: ClassifyParams = self.params
@@ -277,20 +287,23 @@ class Classify(MapStage):
     def _judge_perplexity(
         self, batch: pa.RecordBatch, live: pa.Array, missing: np.ndarray, mask: np.ndarray | None, failed: dict
     ) -> tuple[pa.RecordBatch, dict]:
-        from refinery.classifiers.perplexity import quality_score
+        from refinery.classifiers.quality_score import features, line_punctuation
 
         spec: PerplexitySpec = self.params.perplexity
+        texts = pc.utf8_slice_codeunits(live, 0, spec.max_chars).to_pylist()
         ppl = np.full(len(missing), np.nan)
-        ppl[~missing] = self._perplexity.perplexity(live.to_pylist(), spec.max_chars)
+        ppl[~missing] = self._perplexity.perplexity(texts)
         unknown = np.isnan(ppl)  # missing text, or text without words
         batch = set_column(
             batch, "perplexity", pa.array(ppl.astype(np.float32), mask=unknown if unknown.any() else None)
         )
         if spec.max is not None:
             failed[f"perplexity>{spec.max:g}"] = (ppl > spec.max) & ~missing
-        if spec.score_label is not None:
+        if self._score is not None:
             p = batch.column(spec.score_label).fill_null(0.0).to_numpy(zero_copy_only=False)
-            score = quality_score(p, ppl, spec.weight).astype(np.float32)
+            punctuation = np.zeros(len(missing))
+            punctuation[~missing] = line_punctuation(texts)
+            score = self._score(features(p, ppl, punctuation)).astype(np.float32)
             batch = set_column(batch, "quality_score", pa.array(score, mask=mask))
             if spec.min_score is not None:
                 failed[f"quality_score<{spec.min_score:g}"] = (score < spec.min_score) & ~missing

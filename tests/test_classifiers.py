@@ -23,6 +23,7 @@ from refinery.classifiers.fasttext_model import (
 )
 from refinery.classifiers.metrics import roc_auc
 from refinery.classifiers.ngram import lm_tokens
+from refinery.classifiers.quality_score import QualityScore, line_punctuation
 from refinery.pipeline.cli import main as cli_main
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams
@@ -237,7 +238,7 @@ def test_perplexity_and_quality_score_tell_prose_from_its_own_words_shuffled():
     config = {"perplexity": {"min_score": "card"}, "domains": None, "words": None}
     params = Classify.check_params(ClassifyParams.model_validate(config), ROOT)
     card = json.loads((ROOT / "models" / "classifiers" / "perplexity.npz.json").read_text())["quality_score"]
-    assert params.perplexity.weight == card["weight"] and params.perplexity.min_score == card["threshold"]
+    assert params.perplexity.min_score == card["threshold"] and 0 < card["threshold"] < 1
     stage = Classify(params, annotate_only=True)
     stage.setup()
     out, stats = run_map_stage(stage, _batch(paragraphs + shuffled + [" \n ", None], [None] * 18))
@@ -252,6 +253,25 @@ def test_perplexity_and_quality_score_tell_prose_from_its_own_words_shuffled():
     assert stats.failed_by_rule.get(reason, 0) >= 6 and "perplexity" in stats.histograms
 
 
+def test_line_punctuation_reads_sentence_ends_in_any_script():
+    texts = ["It rained. We stayed in.\nThe end!", "Home\nAbout us\nContact", "天气很好。\n我们出去了"]
+    texts += ["  \n\n", "«Oui.»  \r\n"]
+    assert line_punctuation(texts).tolist() == [1.0, 0.0, 0.5, 0.0, 1.0]
+
+
+def test_quality_score_regression_separates_what_it_was_fitted_on_and_round_trips_its_card():
+    rng = np.random.default_rng(0)
+    gold = rng.random(400) < 0.5
+    x = rng.normal(size=(400, 3)) + np.where(gold[:, None], [1.0, -1.0, 0.0], [-1.0, 1.0, 0.0])
+    score = QualityScore.fit(x, gold)
+    assert roc_auc(score(x), gold) > 0.9
+    assert score.coefficients[0] > 0 > score.coefficients[1] and abs(score.coefficients[2]) < 0.5
+    again = QualityScore.from_card(json.loads(json.dumps(score.card())))
+    assert np.allclose(again(x), score(x))
+    with pytest.raises(ValueError, match="features"):
+        QualityScore.from_card({**score.card(), "features": ["logit_p_hq"]})
+
+
 def test_perplexity_config_errors(tmp_path):
     wrong = ClassifyParams.model_validate({"perplexity": {"score_label": "quality_good"}})
     with pytest.raises(ValueError, match="no classifier column 'quality_good'"):
@@ -259,6 +279,12 @@ def test_perplexity_config_errors(tmp_path):
     missing = ClassifyParams.model_validate({"perplexity": {"path": "nope.npz"}})
     with pytest.raises(ValueError, match="perplexity.path: no such file"):
         Classify.check_params(missing, tmp_path)
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        ClassifyParams.model_validate({"perplexity": {"min_score": 3.0}})
+    model = tmp_path / "perplexity.npz"
+    model.write_bytes((ROOT / "models" / "classifiers" / "perplexity.npz").read_bytes())
+    with pytest.raises(ValueError, match="the model card"):
+        Classify.check_params(ClassifyParams.model_validate({"perplexity": {"path": str(model)}}), ROOT)
     with pytest.raises(ValueError, match="needs a score_label"):
         Classify.check_params(
             ClassifyParams.model_validate({"perplexity": {"score_label": None, "min_score": 1.0}}), ROOT

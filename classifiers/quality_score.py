@@ -1,0 +1,195 @@
+"""One quality score from three signals that fail in different places, and how it does on
+domains it never saw.
+
+- fastText's P(hq) reads a bag of words: it cannot tell prose from the same words shuffled or
+  listed, nor spam from a message it has never seen the like of.
+- The perplexity under a trigram model of edited prose (CCNet) reads word order, but a text of
+  prose-like lines (repeated, or menus of short sentences) looks fluent to it.
+- The share of lines that end a sentence (FineWeb's line-punctuation signal) reads layout in any
+  script: page chrome, link lists, keyword spam and menus are lines that stop without one.
+
+`quality_score` is a logistic regression of the three (standardised), fitted on the tune
+documents; its card holds the coefficients and the default threshold. The build reports each
+signal and the score leave-one-domain-out, where the regression too is fitted without the
+held-out domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import regex
+
+from refinery.classifiers import generalization
+from refinery.classifiers.fasttext_model import TrainParams
+from refinery.classifiers.generalization import Example
+from refinery.classifiers.metrics import roc_auc
+from refinery.classifiers.perplexity import log_perplexity, perplexities, train
+
+FEATURES = ("logit_p_hq", "log_perplexity", "line_punctuation")
+# The default threshold keeps this share of the tune documents' prose.
+TUNE_KEEP = 0.99
+# L2 penalty of the regression (on standardised features; the intercept is not penalised).
+L2 = 1.0
+P_CLIP = 1e-4
+
+# A line that ends a sentence: a Unicode Sentence_Terminal character, then only closing quotes,
+# closing brackets and spaces.
+_ENDS_SENTENCE = regex.compile(r"\p{Sentence_Terminal}[\p{Pe}\p{Pf}\"'\p{Zs}\t\r]*$", regex.M)
+_NON_BLANK = regex.compile(r"^[\p{Zs}\t\r]*\S", regex.M)
+
+
+def line_punctuation(texts: list[str]) -> np.ndarray:
+    """Per text, the share of its non-blank lines that end a sentence (0 for a blank text)."""
+    out = np.zeros(len(texts), dtype=np.float64)
+    for i, text in enumerate(texts):
+        lines = len(_NON_BLANK.findall(text))
+        if lines:
+            out[i] = len(_ENDS_SENTENCE.findall(text)) / lines
+    return out
+
+
+def features(p_hq: np.ndarray, perplexity: np.ndarray, punctuation: np.ndarray) -> np.ndarray:
+    """The FEATURES matrix, one row per text."""
+    p = np.clip(p_hq.astype(np.float64), P_CLIP, 1 - P_CLIP)
+    return np.column_stack([np.log(p / (1 - p)), log_perplexity(perplexity), punctuation])
+
+
+@dataclass(frozen=True)
+class QualityScore:
+    """P(good) = sigmoid(coefficients . (x - mean) / scale + intercept) over FEATURES."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coefficients: np.ndarray
+    intercept: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, gold: np.ndarray, l2: float = L2) -> QualityScore:
+        """L2-penalised logistic regression by Newton's method (a convex problem of 4 unknowns)."""
+        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
+        z = np.column_stack([(x - mean) / scale, np.ones(len(x))])
+        y = gold.astype(np.float64)
+        penalty = l2 * np.diag([1.0] * x.shape[1] + [0.0])
+        w = np.zeros(z.shape[1])
+        for _ in range(100):
+            p = 1 / (1 + np.exp(-(z @ w)))
+            step = np.linalg.solve((z * (p * (1 - p))[:, None]).T @ z + penalty, z.T @ (p - y) + penalty @ w)
+            w -= step
+            if np.abs(step).max() < 1e-10:
+                break
+        return cls(mean, scale, w[:-1], float(w[-1]))
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.coefficients + self.intercept
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.logit(x)))
+
+    def card(self) -> dict:
+        return {
+            "features": list(FEATURES),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coefficients": self.coefficients.tolist(),
+            "intercept": self.intercept,
+        }
+
+    @classmethod
+    def from_card(cls, card: dict) -> QualityScore:
+        if card.get("features") != list(FEATURES):
+            raise ValueError(f"quality_score: the card's features {card.get('features')} are not {list(FEATURES)}")
+        return cls(
+            np.asarray(card["mean"], dtype=np.float64),
+            np.asarray(card["scale"], dtype=np.float64),
+            np.asarray(card["coefficients"], dtype=np.float64),
+            float(card["intercept"]),
+        )
+
+
+def threshold(score: np.ndarray, gold: np.ndarray, keep: float = TUNE_KEEP) -> float:
+    """The score that keeps `keep` of the positive texts given (the tune documents)."""
+    return float(np.quantile(score[gold], 1 - keep))
+
+
+@dataclass
+class _Scored:
+    """One held-out domain: FEATURES from the models that never saw it, of its own documents
+    (first n_inside rows) and of the other label's test documents, and of the tune documents."""
+
+    label: str
+    n_inside: int
+    inside: list[Example]  # the domain's own train and test documents
+    x: np.ndarray
+    gold: np.ndarray
+    tune_x: np.ndarray
+    tune_gold: np.ndarray
+
+
+def _features_of(model, lm, examples: list[Example], positive: str) -> np.ndarray:
+    texts = [e.text for e in examples]
+    p = generalization.positive_scores(model, examples, positive)
+    return features(p, perplexities(lm, texts), line_punctuation(texts))
+
+
+def _held_out(examples: list[Example], positive: str, params: TrainParams) -> dict[str, _Scored]:
+    scored = {}
+    for domain, model in generalization.models_without_each_domain(examples, params):
+        kept = [e for e in examples if e.split == "train" and domain not in (e.domain, e.origin)]
+        lm = train([e.text for e in kept if e.label == positive])
+        inside = [e for e in examples if e.domain == domain and e.split != "tune"]
+        label = inside[0].label
+        others = [e for e in examples if e.domain != domain and e.split == "test" and e.label != label]
+        tune = [e for e in examples if e.split == "tune" and domain not in (e.domain, e.origin)]
+        scored[domain] = _Scored(
+            label,
+            len(inside),
+            inside,
+            _features_of(model, lm, inside + others, positive),
+            np.array([e.label == positive for e in inside + others]),
+            _features_of(model, lm, tune, positive),
+            np.array([e.label == positive for e in tune]),
+        )
+    return scored
+
+
+def leave_one_domain_out(
+    examples: list[Example], positive: str, params: TrainParams
+) -> tuple[dict, generalization.OutOfDomain]:
+    """For each domain, fastText, the trigram model and the regression fitted without it score
+    it: AUC of each signal and of quality_score against the other label's test documents, and the
+    share of its documents the default threshold (TUNE_KEEP of the tune prose) keeps. Also every
+    scored document's margin over that threshold (logit(score) - logit(threshold); kept when >= 0)."""
+    scored = _held_out(examples, positive, params)
+    by_domain = {}
+    inside: list[Example] = []
+    margins: list[np.ndarray] = []
+    for domain, s in scored.items():
+        score = QualityScore.fit(s.tune_x, s.tune_gold)
+        logit = score.logit(s.x)
+        margin = logit - np.quantile(score.logit(s.tune_x)[s.tune_gold], 1 - TUNE_KEEP)
+        by_domain[domain] = {
+            "label": s.label,
+            "n": s.n_inside,
+            "auc_fasttext": roc_auc(s.x[:, 0], s.gold),
+            "auc_perplexity": roc_auc(-s.x[:, 1], s.gold),
+            "auc_line_punctuation": roc_auc(s.x[:, 2], s.gold),
+            "auc_quality_score": roc_auc(logit, s.gold),
+            "share_kept": float(np.mean(margin[: s.n_inside] >= 0)),
+        }
+        inside += s.inside
+        margins.append(margin[: s.n_inside])
+    ood = generalization.OutOfDomain(inside, np.concatenate(margins), by_domain)
+    report = {
+        "method": (
+            "for each domain, a fastText model, a trigram model and the regression trained on every other"
+            " domain (fastText and trigram model on the train documents, the regression on the tune"
+            " documents) score the domain's train and test documents; AUC against the other label's test"
+            f" documents of the other domains; the threshold keeps {TUNE_KEEP:.0%} of the tune documents'"
+            f" {positive} text; by_language: AUC of the margins over that threshold within each language"
+        ),
+        "by_domain": by_domain,
+        "by_language": generalization.auc_by_language(ood, positive),
+    }
+    return report, ood
