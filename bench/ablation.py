@@ -306,9 +306,7 @@ def tokenize_stage() -> dict:
 
 def refined_stages() -> list[dict]:
     """conf/demo.yaml's stages for text input (no extract; no long-context routing, which drops
-    nothing), with C4's line filter rewriting a page to its kept lines, as FineWeb runs it, and
-    fastText's P(hq) >= 0.5 as the quality gate (the demo's before quality_score; the figures in
-    BENCHMARKS.md were measured with it)."""
+    nothing), with C4's line filter rewriting a page to its kept lines, as FineWeb runs it."""
     return [
         {"stage": "langid", "languages": ["en"], "threshold": 0.65},
         {"stage": "normalize"},
@@ -319,9 +317,10 @@ def refined_stages() -> list[dict]:
         {
             "stage": "classify",
             "classifiers": {
-                "quality": {"path": str(ROOT / "models" / "classifiers" / "quality.ftz"), "min": {"hq": 0.5}},
+                "quality": {"path": str(ROOT / "models" / "classifiers" / "quality.ftz")},
                 "safety": {"path": str(ROOT / "models" / "classifiers" / "safety.ftz"), "max": {"spam": 0.9}},
             },
+            "perplexity": {"path": str(ROOT / "models" / "classifiers" / "perplexity.npz"), "min_score": "card"},
         },
         tokenize_stage(),
     ]
