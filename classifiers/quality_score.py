@@ -108,19 +108,18 @@ class QualityScore:
         )
 
 
-def threshold(score: np.ndarray, gold: np.ndarray, keep: float = TUNE_KEEP) -> float:
-    """The score that keeps `keep` of the positive texts given (the tune documents)."""
-    return float(np.quantile(score[gold], 1 - keep))
+def threshold(score: np.ndarray, gold: np.ndarray) -> float:
+    """The score that keeps TUNE_KEEP of the positive texts given (the tune documents)."""
+    return float(np.quantile(score[gold], 1 - TUNE_KEEP))
 
 
 @dataclass
 class _Scored:
     """One held-out domain: FEATURES from the models that never saw it, of its own documents
-    (first n_inside rows) and of the other label's test documents, and of the tune documents."""
+    and of the other label's test documents, and of the tune documents."""
 
     label: str
-    n_inside: int
-    inside: list[Example]  # the domain's own train and test documents
+    inside: list[Example]  # the domain's own train and test documents: the first rows of x
     x: np.ndarray
     gold: np.ndarray
     tune_x: np.ndarray
@@ -144,7 +143,6 @@ def _held_out(examples: list[Example], positive: str, params: TrainParams) -> di
         tune = [e for e in examples if e.split == "tune" and domain not in (e.domain, e.origin)]
         scored[domain] = _Scored(
             label,
-            len(inside),
             inside,
             _features_of(model, lm, inside + others, positive),
             np.array([e.label == positive for e in inside + others]),
@@ -167,19 +165,19 @@ def leave_one_domain_out(
     margins: list[np.ndarray] = []
     for domain, s in scored.items():
         score = QualityScore.fit(s.tune_x, s.tune_gold)
-        logit = score.logit(s.x)
-        margin = logit - np.quantile(score.logit(s.tune_x)[s.tune_gold], 1 - TUNE_KEEP)
+        logit, n = score.logit(s.x), len(s.inside)
+        margin = logit - threshold(score.logit(s.tune_x), s.tune_gold)
         by_domain[domain] = {
             "label": s.label,
-            "n": s.n_inside,
+            "n": n,
             "auc_fasttext": roc_auc(s.x[:, 0], s.gold),
             "auc_perplexity": roc_auc(-s.x[:, 1], s.gold),
             "auc_line_punctuation": roc_auc(s.x[:, 2], s.gold),
             "auc_quality_score": roc_auc(logit, s.gold),
-            "share_kept": float(np.mean(margin[: s.n_inside] >= 0)),
+            "share_kept": float(np.mean(margin[:n] >= 0)),
         }
         inside += s.inside
-        margins.append(margin[: s.n_inside])
+        margins.append(margin[:n])
     ood = generalization.OutOfDomain(inside, np.concatenate(margins), by_domain)
     report = {
         "method": (

@@ -146,6 +146,13 @@ def test_shipped_models_and_cards():
     # Edited prose the safety model never saw is not taken for spam at the default threshold.
     assert max(safety["leave_one_domain_out"]["share_above_0.9"].values()) <= 0.02
     assert "Almeida" in safety["attribution"] and "CC BY 4.0" in safety["attribution"]
+    # quality_score holds on every domain it never saw, and its card loads.
+    card = json.loads((root / "perplexity.npz.json").read_text())
+    assert list(card)[:3] == ["model", "task", "leave_one_domain_out"]
+    held_out = card["leave_one_domain_out"]
+    assert min(d["auc_quality_score"] for d in held_out["by_domain"].values()) >= 0.9
+    assert min(d["auc"] for d in held_out["by_language"].values()) > 0.5
+    QualityScore.from_card(card["quality_score"])
 
 
 def test_derived_negatives_are_deterministic_and_shaped():
