@@ -5,7 +5,8 @@ words, so by itself it cannot tell whether an earlier window helps. The cache (K
 1990) can: it mixes in the distribution of the words already read, `p = (1-λ)·p_trigram +
 λ·p_cache`. Scoring a window with the preceding window in the cache versus without it
 measures how much that context predicts the window — the perplexity-coherence signal of the
-long-context selection. Counts are stored as sorted int64 keys, so lookups are vectorised.
+long-context selection. Counts are stored as sorted int64 keys, looked up by binary search in
+one compiled pass over a batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from collections import Counter
 from typing import Iterable
 
+import numba
 import numpy as np
 
 from refinery.pipeline.storage import replacing
@@ -47,6 +49,60 @@ def lm_tokens(text: str) -> list[str]:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _index(keys: np.ndarray, query: np.int64) -> int:
+    """The position of `query` in the sorted `keys`, or -1."""
+    i = np.searchsorted(keys, query)
+    return i if i < len(keys) and keys[i] == query else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _count(keys: np.ndarray, counts: np.ndarray, query: np.int64) -> float:
+    i = _index(keys, query)
+    return float(counts[i]) if i >= 0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _prob(full, lo, pos, v, p_uni, bk, bc, bck, bct, bcy, tk, tc, tck, tct, tcy) -> float:
+    """Witten-Bell p(full[pos] | the two before it, none before `lo`), down to add-one unigrams."""
+    w = full[pos]
+    p = p_uni[w]
+    if pos - 1 >= lo:
+        prev1 = full[pos - 1]
+        j = _index(bck, prev1)
+        if j >= 0 and bct[j] > 0:
+            total, types = float(bct[j]), float(bcy[j])
+            p = (_count(bk, bc, prev1 * v + w) + types * p) / max(total + types, 1.0)
+        if pos - 2 >= lo:
+            ctx = full[pos - 2] * v + prev1
+            j = _index(tck, ctx)
+            if j >= 0 and tct[j] > 0:
+                total, types = float(tct[j]), float(tcy[j])
+                p = (_count(tk, tc, ctx * v + w) + types * p) / max(total + types, 1.0)
+    return p
+
+
+@numba.njit(cache=True, nogil=True)
+def _probs(full, lo, offset, v, p_uni, bk, bc, bck, bct, bcy, tk, tc, tck, tct, tcy) -> np.ndarray:
+    out = np.empty(len(full) - offset, dtype=np.float64)
+    for pos in range(offset, len(full)):
+        out[pos - offset] = _prob(full, lo, pos, v, p_uni, bk, bc, bck, bct, bcy, tk, tc, tck, tct, tcy)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _mean_nll(flat, bounds, v, p_uni, bk, bc, bck, bct, bcy, tk, tc, tck, tct, tcy) -> np.ndarray:
+    out = np.full(len(bounds) - 1, np.nan)
+    for d in range(len(bounds) - 1):
+        a, b = bounds[d], bounds[d + 1]
+        if b > a:
+            total = 0.0
+            for pos in range(a, b):
+                total -= np.log(_prob(flat, a, pos, v, p_uni, bk, bc, bck, bct, bcy, tk, tc, tck, tct, tcy))
+            out[d] = total / (b - a)
+    return out
+
+
 class _Table:
     """Counts of n-grams keyed by an int64, plus per-context totals and distinct continuations."""
 
@@ -67,19 +123,6 @@ class _Table:
         ctx_totals = np.add.reduceat(counts, start) if len(keys) else np.zeros(0, np.int64)
         ctx_types = np.diff(np.append(start, len(keys)))
         return cls(keys, counts, ctx_keys, ctx_totals, ctx_types)
-
-    @staticmethod
-    def _lookup(sorted_keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
-        if len(sorted_keys) == 0:
-            return np.zeros(len(query), dtype=np.float64)
-        pos = np.clip(np.searchsorted(sorted_keys, query), 0, len(sorted_keys) - 1)
-        return np.where(sorted_keys[pos] == query, values[pos], 0).astype(np.float64)
-
-    def count(self, query: np.ndarray) -> np.ndarray:
-        return self._lookup(self.keys, self.counts, query)
-
-    def context(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self._lookup(self.ctx_keys, self.ctx_totals, query), self._lookup(self.ctx_keys, self.ctx_types, query)
 
 
 class NgramLM:
@@ -122,32 +165,33 @@ class NgramLM:
     def ids(self, words: list[str]) -> np.ndarray:
         return np.fromiter((self.index.get(w, UNK) for w in words), dtype=np.int64, count=len(words))
 
+    def _tables(self) -> tuple:
+        b, t = self.bigrams, self.trigrams
+        return (
+            len(self.vocab), self._p_uni,
+            b.keys, b.counts, b.ctx_keys, b.ctx_totals, b.ctx_types,
+            t.keys, t.counts, t.ctx_keys, t.ctx_totals, t.ctx_types,
+        )  # fmt: skip
+
     def ngram_probs(self, ids: np.ndarray, history: np.ndarray) -> np.ndarray:
         """p(w_t | w_{t-2}, w_{t-1}) for every position of `ids`, `history` being the tokens before."""
-        v = len(self.vocab)
-        full = np.concatenate([history[-2:], ids])
-        offset = len(full) - len(ids)
-        pos = np.arange(offset, len(full))
-        w = full[pos]
-        p = self._p_uni[w]
-        has1 = pos >= 1
-        prev1 = np.where(has1, full[np.maximum(pos - 1, 0)], 0)
-        total, types = self.bigrams.context(prev1)
-        c = self.bigrams.count(prev1 * v + w)
-        p = np.where(has1 & (total > 0), (c + types * p) / np.maximum(total + types, 1), p)
-        has2 = pos >= 2
-        prev2 = np.where(has2, full[np.maximum(pos - 2, 0)], 0)
-        ctx = prev2 * v + prev1
-        total, types = self.trigrams.context(ctx)
-        c = self.trigrams.count(ctx * v + w)
-        return np.where(has2 & (total > 0), (c + types * p) / np.maximum(total + types, 1), p)
+        full = np.concatenate([history[-2:], ids]).astype(np.int64)
+        return _probs(full, 0, len(full) - len(ids), *self._tables())
+
+    def ngram_nll(self, docs: list[list[str]]) -> np.ndarray:
+        """Mean negative log-likelihood per word of each word list under the n-gram part alone, in
+        one pass over the batch; NaN for an empty list."""
+        ids = [self.ids(words) for words in docs]
+        bounds = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum([len(i) for i in ids], out=bounds[1:])
+        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        return _mean_nll(flat, bounds, *self._tables())
 
     def nll(self, window: list[str], context: list[str]) -> float:
         """Mean negative log-likelihood (nats per word) of `window` after `context`."""
         if not window:
             return float("nan")
-        ids = self.ids(window)
-        p_ngram = self.ngram_probs(ids, self.ids(context[-2:]))
+        p_ngram = self.ngram_probs(self.ids(window), self.ids(context[-2:]))
         if self.cache_weight == 0.0:
             return float(-np.mean(np.log(p_ngram)))
         seen = Counter(context)

@@ -32,12 +32,7 @@ def train(texts: list[str]) -> NgramLM:
 
 
 def perplexities(lm: NgramLM, texts: list[str], max_chars: int | None = None) -> np.ndarray:
-    out = np.full(len(texts), np.nan, dtype=np.float64)
-    for i, text in enumerate(texts):
-        words = lm_tokens(text[:max_chars] if max_chars else text)
-        if words:
-            out[i] = np.exp(lm.nll(words, []))
-    return out
+    return np.exp(lm.ngram_nll([lm_tokens(text[:max_chars] if max_chars else text) for text in texts]))
 
 
 def log_perplexity(perplexity: np.ndarray) -> np.ndarray:

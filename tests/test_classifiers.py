@@ -22,7 +22,8 @@ from refinery.classifiers.fasttext_model import (
     train,
 )
 from refinery.classifiers.metrics import roc_auc
-from refinery.classifiers.ngram import lm_tokens
+from refinery.classifiers.ngram import NgramLM, lm_tokens
+from refinery.classifiers.perplexity import perplexities
 from refinery.classifiers.quality_score import QualityScore, line_punctuation
 from refinery.pipeline.cli import main as cli_main
 from refinery.pipeline.stage import run_map_stage
@@ -235,6 +236,15 @@ def test_classify_check_params_reports_bad_config(tmp_path):
 def test_lm_tokens_read_unspaced_scripts_by_character():
     assert lm_tokens("Hello, 世界 abc日本です.") == ["hello", ",", "世", "界", "abc", "日", "本", "で", "す", "."]
     assert lm_tokens("한국어 문장") == ["한국어", "문장"]  # Korean is written with spaces
+
+
+def test_batched_perplexity_is_each_documents_own():
+    lm = NgramLM.load(ROOT / "models" / "classifiers" / "perplexity.npz", cache_weight=0.0)
+    speech = (DATA / "2005-GWBush.txt").read_text()
+    texts = [speech[:2000], "", "天气很好。我们出去了。", "the", speech[2000:2600], "!!"]
+    alone = [np.exp(lm.nll(lm_tokens(t), [])) if lm_tokens(t) else np.nan for t in texts]
+    np.testing.assert_allclose(perplexities(lm, texts), alone, rtol=1e-12)
+    assert np.isnan(perplexities(lm, texts)[1]) and perplexities(lm, []).shape == (0,)
 
 
 def test_perplexity_and_quality_score_tell_prose_from_its_own_words_shuffled():
