@@ -20,10 +20,9 @@ class PerplexityModel:
     def __init__(self, path: str | os.PathLike):
         self.lm = NgramLM.load(path, cache_weight=0.0)
 
-    def perplexity(self, texts: list[str], max_chars: int | None = None) -> np.ndarray:
-        """exp(mean negative log-likelihood per word) of each text's first `max_chars`
-        characters; NaN for a text without words."""
-        return perplexities(self.lm, texts, max_chars)
+    def perplexity(self, texts: list[str]) -> np.ndarray:
+        """exp(mean negative log-likelihood per word) of each text; NaN for a text without words."""
+        return perplexities(self.lm, texts)
 
 
 def train(texts: list[str]) -> NgramLM:
@@ -31,8 +30,8 @@ def train(texts: list[str]) -> NgramLM:
     return NgramLM.train(texts, vocab_size=VOCAB_SIZE, min_count=2, cache_weight=0.0)
 
 
-def perplexities(lm: NgramLM, texts: list[str], max_chars: int | None = None) -> np.ndarray:
-    return np.exp(lm.ngram_nll([lm_tokens(text[:max_chars] if max_chars else text) for text in texts]))
+def perplexities(lm: NgramLM, texts: list[str]) -> np.ndarray:
+    return np.exp(lm.ngram_nll([lm_tokens(text) for text in texts]))
 
 
 def log_perplexity(perplexity: np.ndarray) -> np.ndarray:
