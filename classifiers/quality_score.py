@@ -72,12 +72,12 @@ class QualityScore:
     intercept: float
 
     @classmethod
-    def fit(cls, x: np.ndarray, gold: np.ndarray, l2: float = L2) -> QualityScore:
+    def fit(cls, x: np.ndarray, gold: np.ndarray) -> QualityScore:
         """L2-penalised logistic regression by Newton's method (a convex problem of 4 unknowns)."""
         mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-9
         z = np.column_stack([(x - mean) / scale, np.ones(len(x))])
         y = gold.astype(np.float64)
-        penalty = l2 * np.diag([1.0] * x.shape[1] + [0.0])
+        penalty = L2 * np.diag([1.0] * x.shape[1] + [0.0])
         w = np.zeros(z.shape[1])
         for _ in range(100):
             p = 1 / (1 + np.exp(-(z @ w)))
