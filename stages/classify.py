@@ -69,7 +69,7 @@ class PerplexitySpec(Strict):
 def _default_classifiers() -> dict[str, ClassifierSpec]:
     return {
         "quality": ClassifierSpec(path="models/classifiers/quality.ftz", min={"hq": 0.5}),
-        "safety": ClassifierSpec(path="models/classifiers/safety.ftz", max={"spam": 0.9}),
+        "safety": ClassifierSpec(path="models/classifiers/safety.ftz", max={"spam": 0.6}),
     }
 
 
