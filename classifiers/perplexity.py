@@ -1,6 +1,6 @@
 """A perplexity signal beside the fastText quality score (CCNet, Wenzek et al. 2020): how
 predictable a text is under a word trigram model of edited prose. `quality_score` combines it
-with fastText's P(hq) and the share of lines that end a sentence.
+with fastText's P(hq) and the share of lines that end in punctuation.
 """
 
 from __future__ import annotations

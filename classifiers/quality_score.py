@@ -5,10 +5,13 @@ domains it never saw.
   listed, nor spam from a message it has never seen the like of.
 - The perplexity under a trigram model of edited prose (CCNet) reads word order, but a text of
   prose-like lines (repeated, or menus of short sentences) looks fluent to it.
-- The share of lines that end a sentence (FineWeb's line-punctuation signal) reads layout in any
-  script: page chrome, link lists, keyword spam and menus are lines that stop without one. A line
-  break before a lowercase letter continues the line, so hard-wrapped plain text (licenses, books,
-  reference manuals) is read by its paragraphs, not by its 70-character lines.
+- The share of lines that end in punctuation (FineWeb's line-punctuation signal) reads layout in
+  any script: page chrome, link lists, keyword spam and menus are lines that stop without it.
+  Unicode's Terminal_Punctuation counts, which ends a clause as well as a sentence (a comma, a
+  semicolon, a colon, 、): prose set one clause per line (a preamble's "Whereas ...," clauses, a
+  list after "provided that:") is prose. A line break before a lowercase letter continues the
+  line, so hard-wrapped plain text (licenses, books, reference manuals) is read by its
+  paragraphs, not by its 70-character lines.
 
 `quality_score` is a logistic regression of the three (standardised), fitted on the tune
 documents; its card holds the coefficients and the default threshold. The build reports each
@@ -36,23 +39,23 @@ TUNE_KEEP = 0.99
 L2 = 1.0
 P_CLIP = 1e-4
 
-# A line that ends a sentence: a Unicode Sentence_Terminal character, then only closing quotes,
-# closing brackets and spaces.
-_ENDS_SENTENCE = regex.compile(r"\p{Sentence_Terminal}[\p{Pe}\p{Pf}\"'\p{Zs}\t\r]*$", regex.M)
+# A line that ends a sentence or a clause: a Unicode Terminal_Punctuation character (a superset of
+# Sentence_Terminal), then only closing quotes, closing brackets and spaces.
+_ENDS_PUNCTUATED = regex.compile(r"\p{Terminal_Punctuation}[\p{Pe}\p{Pf}\"'\p{Zs}\t\r]*$", regex.M)
 _NON_BLANK = regex.compile(r"^[\p{Zs}\t\r]*\S", regex.M)
 # A line break inside a hard-wrapped paragraph: the next line goes on in lowercase.
 _WRAPPED = regex.compile(r"\r?\n(?=[\p{Zs}\t]*\p{Ll})")
 
 
 def line_punctuation(texts: list[str]) -> np.ndarray:
-    """Per text, the share of its non-blank lines, hard-wrapped ones joined, that end a sentence
-    (0 for a blank text)."""
+    """Per text, the share of its non-blank lines, hard-wrapped ones joined, that end a sentence or
+    a clause (0 for a blank text)."""
     out = np.zeros(len(texts), dtype=np.float64)
     for i, text in enumerate(texts):
         text = _WRAPPED.sub(" ", text)
         lines = len(_NON_BLANK.findall(text))
         if lines:
-            out[i] = len(_ENDS_SENTENCE.findall(text)) / lines
+            out[i] = len(_ENDS_PUNCTUATED.findall(text)) / lines
     return out
 
 

@@ -54,7 +54,7 @@ class PerplexitySpec(Strict):
     """CCNet-style perplexity under a trigram model of edited prose (`refinery.classifiers.perplexity`),
     a `perplexity` column; with `score_label`'s classifier also `quality_score`
     (`refinery.classifiers.quality_score`), the model card's regression of that P, the perplexity
-    and the share of lines that end a sentence: P(good prose), judged by the three together."""
+    and the share of lines that end in punctuation: P(good prose), judged by the three together."""
 
     path: str = "models/classifiers/perplexity.npz"
     max_chars: int = Field(default=20_000, gt=0)

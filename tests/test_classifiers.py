@@ -270,11 +270,12 @@ def test_perplexity_and_quality_score_tell_prose_from_its_own_words_shuffled():
     assert stats.failed_by_rule.get(reason, 0) >= 6 and "perplexity" in stats.histograms
 
 
-def test_line_punctuation_reads_sentence_ends_in_any_script():
+def test_line_punctuation_reads_sentence_and_clause_ends_in_any_script():
     texts = ["It rained. We stayed in.\nThe end!", "Home\nAbout us\nContact", "天气很好。\n我们出去了"]
     texts += ["  \n\n", "«Oui.»  \r\n", "home\nabout"]
     texts += ["A paragraph wrapped\nat seventy characters\r\n  goes on.\nNext one."]  # hard-wrapped: 2 lines
-    assert line_punctuation(texts).tolist() == [1.0, 0.0, 0.5, 0.0, 1.0, 0.0, 1.0]
+    texts += ["Whereas all are born free,\nWhereas rights must be protected;\nProvided that:\nHome", "鑑於人權，\n序言"]
+    assert line_punctuation(texts).tolist() == [1.0, 0.0, 0.5, 0.0, 1.0, 0.0, 1.0, 0.75, 0.5]
 
 
 def test_quality_score_regression_separates_what_it_was_fitted_on_and_round_trips_its_card():
