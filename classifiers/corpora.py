@@ -13,6 +13,7 @@ import gzip
 import json
 import re
 import zipfile
+from html import unescape
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +37,10 @@ GENESIS_TRANSLATIONS = {
     "portuguese": "pt",
     "swedish": "sv",
 }
+# The files that are not UTF-8, as nltk's genesis reader decodes them. The German one also writes
+# its ß as "&szlig;", and the Swedish one its quotation marks (”, both sides) as byte 0xBD.
+GENESIS_ENCODINGS = {"finnish": "latin-1", "french": "latin-1", "german": "latin-1", "swedish": "cp865"}
+_SWEDISH_QUOTE = "\u255c"  # 0xBD in cp865
 
 
 def genesis(root: Path, translations: list[str], parts: int = 10) -> Iterator[tuple[str, str]]:
@@ -44,7 +49,8 @@ def genesis(root: Path, translations: list[str], parts: int = 10) -> Iterator[tu
     parallel text never lands on both sides of the train/test split."""
     with zipfile.ZipFile(root / "nltk_corpora" / "genesis.zip") as z:
         for name in translations:
-            lines = z.read(f"genesis/{name}.txt").decode("utf-8", "replace").splitlines()
+            raw = z.read(f"genesis/{name}.txt").decode(GENESIS_ENCODINGS.get(name, "utf-8"), "replace")
+            lines = unescape(raw).replace(_SWEDISH_QUOTE, "\u201d").splitlines()
             step = -(-len(lines) // parts)
             for k in range(parts):
                 # Verses are wrapped lines with no blank lines between them: one paragraph per line.

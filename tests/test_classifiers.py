@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from refinery.classifiers import synthetic
+from refinery.classifiers import corpora, synthetic
 from refinery.classifiers.data import read_labeled
 from refinery.classifiers.fasttext_model import (
     FastTextClassifier,
@@ -132,9 +132,11 @@ RESTRICTED = ("non-commercial", "no license")
 
 def test_shipped_models_and_cards():
     root = Path(__file__).parents[1] / "models" / "classifiers"
-    for name, positive in (("quality", "hq"), ("safety", "spam")):
+    # fastText alone tells prose from junk in domain at 0.87-0.89 (quality_score, below, is the gate;
+    # it reached 0.90 only while four Genesis translations were mis-decoded into U+FFFD runs).
+    for name, positive, accuracy in (("quality", "hq", 0.85), ("safety", "spam", 0.9)):
         card = json.loads((root / f"{name}.ftz.json").read_text())
-        assert card["positive_label"] == positive and card["heldout"]["accuracy"] > 0.9
+        assert card["positive_label"] == positive and card["heldout"]["accuracy"] > accuracy
         for source in card["sources"].values():
             assert source["license"].startswith(PERMISSIVE), source
             assert not any(word in source["license"] for word in RESTRICTED), source
@@ -231,6 +233,13 @@ def test_classify_check_params_reports_bad_config(tmp_path):
         Classify.check_params(missing, tmp_path)
     with pytest.raises(ValueError):
         ClassifyParams.model_validate({"classifiers": {"q": {"path": "x", "max": {"a": 2}}}})
+
+
+def test_genesis_translations_are_decoded_as_written():
+    text = {name: next(corpora.genesis(DATA, [name], parts=1))[1] for name in corpora.GENESIS_TRANSLATIONS}
+    assert not any("\ufffd" in t or "&szlig;" in t or "\u255c" in t for t in text.values())
+    assert "Gott sah, daß das Licht" in text["german"] and "från mörkret" in text["swedish"]
+    assert "”Varde ljus”" in text["swedish"] and "näki" in text["finnish"] and "lumière" in text["french"]
 
 
 def test_lm_tokens_read_unspaced_scripts_by_character():
