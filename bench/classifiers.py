@@ -146,30 +146,27 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def refinery_stage() -> Classify:
-    stage = Classify(
-        ClassifyParams.model_validate(
-            {"classifiers": {"quality": {"path": str(MODEL), "min": {"hq": 0.5}}}, "domains": None, "words": None}
-        )
-    )
+def _stage(config: dict) -> Classify:
+    """The classify stage with `config`, no domain or word blocklist, checked and set up."""
+    params = ClassifyParams.model_validate({**config, "domains": None, "words": None})
+    stage = Classify(Classify.check_params(params, MODEL.parent))
     stage.setup()
     return stage
+
+
+def refinery_stage() -> Classify:
+    return _stage({"classifiers": {"quality": {"path": str(MODEL), "min": {"hq": 0.5}}}})
 
 
 def score_stage() -> Classify:
     """The stage as the demo gates it: quality_score (P(hq), perplexity, line punctuation) at the
     card's threshold; what the two extra signals cost beside fastText alone."""
-    params = ClassifyParams.model_validate(
+    return _stage(
         {
             "classifiers": {"quality": {"path": str(MODEL)}},
             "perplexity": {"path": str(MODEL.with_name("perplexity.npz")), "min_score": "card"},
-            "domains": None,
-            "words": None,
         }
     )
-    stage = Classify(Classify.check_params(params, MODEL.parent))
-    stage.setup()
-    return stage
 
 
 def run_refinery(stage: Classify, texts: list[str], batch_size: int) -> tuple[Clock, int, np.ndarray]:
