@@ -9,6 +9,13 @@ Thresholds are read from conf/demo.yaml.
 
     python bench/classifiers.py --data ../shared/data --generalization
 
+Word blocklist (`--blocklist`, also the end of `--generalization`): the share of each prose domain's
+chunks that the default word blocklist drops, for each `min_distinct` on the train and tune
+documents (where the default is chosen) and at the default on the test documents; and what it does
+on real explicit text (SMS spam messages with a listed word, the pages of a real crawl).
+
+    python bench/classifiers.py --data ../shared/data --blocklist
+
 Throughput (default): the `classify` stage vs datatrove's FastTextClassifierFilter, same
 documents, same model (the shipped quality.ftz), one process, one run; prints docs/s and the ratio,
 and what the demo's quality_score gate (perplexity and line punctuation beside fastText) costs.
@@ -21,6 +28,7 @@ chunks (real text, 1-10 KB each). datatrove is a benchmark-only dependency (`pip
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from collections import Counter
@@ -33,9 +41,12 @@ import yaml
 from refinery.classifiers import build, corpora, generalization, quality_score
 from refinery.classifiers.blocklist import WordBlocklist
 from refinery.classifiers.fasttext_model import FastTextClassifier, train
+from refinery.pipeline.config import InputConfig
+from refinery.pipeline.readers import read_warc
 from refinery.pipeline.resources import package_root
 from refinery.pipeline.stage import run_map_stage
 from refinery.stages.classify import Classify, ClassifyParams, WordSpec
+from refinery.stages.extract import Extract, ExtractParams
 
 MODEL = package_root() / "models" / "classifiers" / "quality.ftz"
 DEMO = package_root() / "conf" / "demo.yaml"
@@ -104,28 +115,77 @@ def generalization_report(roots: build.Roots) -> int:
         rows.append([domain, "hq: kept" if good else "lq: dropped", n, share, quality_kept[domain], flagged[domain]])
     _table(["domain", "goal", "documents", "share (both models)", "quality_score kept", "P(spam) > max"], rows)
     print(f"safety spam recall at {max_spam:g}: {recall:.3f} of {len(held_spam)} held-out spam messages ({split})\n")
-    blocklist_report(q_examples)
+    blocklist_report(q_examples, roots)
     return 0
 
 
-def blocklist_report(examples: list[generalization.Example]) -> None:
-    """Share of each prose domain's chunks (in a language with a list) that the classify stage's
-    default word blocklist drops, and the listed words it finds there most often."""
+def blocklist_report(examples: list[generalization.Example], roots: build.Roots) -> None:
+    """The classify stage's default word blocklist on clean prose and on real explicit text.
+    `min_distinct` is chosen on the train and tune documents (the smallest that drops at most
+    MAX_PROSE_DROPPED of every prose domain's chunks); the test documents are read after."""
     spec = WordSpec()
     words = WordBlocklist(package_root() / spec.path, spec.languages)
-    dropped: dict[str, list[bool]] = {}
+    prose = [(e, words.hits(e.text, e.lang)) for e in examples if e.label == "hq" and e.lang in spec.languages]
+    domains = sorted({e.domain for e, _ in prose})
+
+    def dropped(min_distinct: int, splits: tuple[str, ...]) -> list[float]:
+        rule = spec.model_copy(update={"min_distinct": min_distinct})
+        return [
+            float(np.mean([rule.fails(h) for e, h in prose if e.domain == d and e.split in splits])) for d in domains
+        ]
+
+    print(
+        f"## word blocklist ({', '.join(spec.languages)}; drop above {spec.max_rate:g} hits per word"
+        " with at least min_distinct different listed words)\n"
+    )
+    choice = {k: dropped(k, ("train", "tune")) for k in range(1, 6)}
+    _table(["min_distinct", *domains], [[k, *v] for k, v in choice.items()])
+    chosen = min((k for k, v in choice.items() if max(v) <= MAX_PROSE_DROPPED), default=None)
+    print(
+        f"chosen on the train and tune documents (at most {MAX_PROSE_DROPPED:.1%} of every domain): {chosen};"
+        f" the default: {spec.min_distinct}\n"
+    )
+    counts = [sum(e.domain == d and e.split == "test" for e, _ in prose) for d in domains]
+    now, before = dropped(spec.min_distinct, ("test",)), dropped(1, ("test",))
+    _table(
+        ["prose domain (test documents)", "chunks", "dropped", "dropped with min_distinct 1"],
+        [list(row) for row in zip(domains, counts, now, before)],
+    )
     found: Counter[str] = Counter()
-    for e in examples:
-        if e.label != "hq" or e.lang not in spec.languages:
-            continue
-        hits, rate = words.hits(e.text, e.lang)
-        dropped.setdefault(e.domain, []).append(spec.max_rate is not None and rate > spec.max_rate)
-        if hits:
-            pattern = words.pattern(e.lang)
-            found.update(pattern.findall(e.text.lower()) if pattern else [])
-    print(f"## default word blocklist ({', '.join(spec.languages)}; drop above {spec.max_rate:g} hits per word)\n")
-    _table(["prose domain", "chunks", "dropped"], [[d, len(v), float(np.mean(v))] for d, v in sorted(dropped.items())])
-    print("most frequent hits in prose: " + ", ".join(f"{w} ({n})" for w, n in found.most_common(12)))
+    for e, h in prose:
+        pattern = words.pattern(e.lang)
+        if h.count and pattern is not None:
+            found.update(pattern.findall(e.text.lower()))
+    print("most frequent hits in prose: " + ", ".join(f"{w} ({n})" for w, n in found.most_common(12)) + "\n")
+
+    spam = [h for _, label, text in corpora.sms(roots.data) if label == "spam" and (h := words.hits(text, "en")).count]
+    print(
+        f"SMS spam messages with a listed word: {len(spam)}, dropped {np.mean([spec.fails(h) for h in spam]):.3f}"
+        " (a text message is 20-30 words: one listed word is a rate of 3-5%, one different word)"
+    )
+    for url, text in crawled_pages(roots.data / "resiliparse_warc" / "warcfile.warc.gz"):
+        h = words.hits(text, "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en")
+        if h.count:
+            print(
+                f"- {url}: {h.count} hits, {h.distinct} different, rate {h.rate:.4f}:"
+                f" {'dropped' if spec.fails(h) else 'kept'}"
+            )
+    print()
+
+
+MAX_PROSE_DROPPED = 0.005
+
+
+def crawled_pages(path: Path) -> list[tuple[str, str]]:
+    """(url, text) of a WARC's pages as the pipeline's reader and extract stage give them."""
+    cfg = InputConfig(paths=[str(path)], format="warc")
+    stage = Extract(ExtractParams())
+    stage.setup()
+    pages: list[tuple[str, str]] = []
+    for batch, _ in read_warc(str(path), cfg):
+        out, _ = run_map_stage(stage, batch)
+        pages += zip(out.column("url").to_pylist(), out.column("text").to_pylist())
+    return pages
 
 
 def documents(root: Path) -> list[str]:
@@ -224,9 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each; the fastest counts")
     parser.add_argument("--generalization", action="store_true", help="leave-one-domain-out figures instead")
+    parser.add_argument("--blocklist", action="store_true", help="only the word blocklist's figures")
     args = parser.parse_args(argv)
+    roots = build.Roots(Path(args.data))
     if args.generalization:
-        return generalization_report(build.Roots(Path(args.data)))
+        return generalization_report(roots)
+    if args.blocklist:
+        blocklist_report(build.collect(build.RECIPES["quality"], roots)[0], roots)
+        return 0
     texts = documents(Path(args.data)) * args.repeat
     mb = sum(len(t.encode()) for t in texts) / 1e6
     stage, scored, filt = refinery_stage(), score_stage(), datatrove_filter()

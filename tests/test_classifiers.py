@@ -198,7 +198,13 @@ def _batch(texts, urls, langs=None):
 
 def test_classify_stage_scores_and_rules():
     speech = (DATA / "2005-GWBush.txt").read_text()[:3000]
-    texts = [speech, "WINNER!! claim ur free prize now txt WIN to 80086 call 09061701461", speech, None, "他妈的" * 5]
+    texts = [
+        speech,
+        "WINNER!! claim ur free prize now txt WIN to 80086 call 09061701461",
+        speech,
+        None,
+        "他妈的屄" + "操你妈" * 3,
+    ]
     urls = [None, None, "http://forum.stormfront.org/t/1", None, None]
     stage = Classify(ClassifyParams())
     stage.setup()
