@@ -318,7 +318,7 @@ def refined_stages() -> list[dict]:
             "stage": "classify",
             "classifiers": {
                 "quality": {"path": str(ROOT / "models" / "classifiers" / "quality.ftz")},
-                "safety": {"path": str(ROOT / "models" / "classifiers" / "safety.ftz"), "max": {"spam": 0.6}},
+                "safety": {"path": str(ROOT / "models" / "classifiers" / "safety.ftz"), "max": {"spam": 0.5}},
             },
             "perplexity": {"path": str(ROOT / "models" / "classifiers" / "perplexity.npz"), "min_score": "card"},
         },

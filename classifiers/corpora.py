@@ -38,26 +38,32 @@ GENESIS_TRANSLATIONS = {
     "swedish": "sv",
 }
 # The files that are not UTF-8, as nltk's genesis reader decodes them. The German one also writes
-# its ß as "&szlig;", and the Swedish one its quotation marks (”, both sides) as byte 0xBD.
+# its ß as "&szlig;" and its chapters in HTML (`</P><hr><h3>2. Kapitel</h3>`), and the Swedish one
+# its quotation marks (”, both sides) as byte 0xBD and letter-spaced names as `<spärr>Eva</spärr>`.
 GENESIS_ENCODINGS = {"finnish": "latin-1", "french": "latin-1", "german": "latin-1", "swedish": "cp865"}
 _SWEDISH_QUOTE = "\u255c"  # 0xBD in cp865
+_BLOCK_TAG = re.compile(r"</?(?:p|hr|h\d)>", re.I)  # a line break
+_INLINE_TAG = re.compile(r"</?spärr>")  # nothing
+
+
+def genesis_lines(root: Path, name: str) -> list[str]:
+    """One translation's lines as written: decoded, entities and markup resolved, blank lines dropped."""
+    with zipfile.ZipFile(root / "nltk_corpora" / "genesis.zip") as z:
+        raw = z.read(f"genesis/{name}.txt").decode(GENESIS_ENCODINGS.get(name, "utf-8"), "replace")
+    text = _INLINE_TAG.sub("", _BLOCK_TAG.sub("\n", unescape(raw).replace(_SWEDISH_QUOTE, "\u201d")))
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def genesis(root: Path, translations: list[str], parts: int = 10) -> Iterator[tuple[str, str]]:
     """Public-domain translations of Genesis (nltk genesis.zip), each cut into `parts`
     consecutive runs of lines. Part k of every translation shares the id `genesis/k`, so
     parallel text never lands on both sides of the train/test split."""
-    with zipfile.ZipFile(root / "nltk_corpora" / "genesis.zip") as z:
-        for name in translations:
-            raw = z.read(f"genesis/{name}.txt").decode(GENESIS_ENCODINGS.get(name, "utf-8"), "replace")
-            lines = unescape(raw).replace(_SWEDISH_QUOTE, "\u201d").splitlines()
-            step = -(-len(lines) // parts)
-            for k in range(parts):
-                # Verses are wrapped lines with no blank lines between them: one paragraph per line.
-                yield (
-                    f"genesis/{k}",
-                    "\n\n".join(line.strip() for line in lines[k * step : (k + 1) * step] if line.strip()),
-                )
+    for name in translations:
+        lines = genesis_lines(root, name)
+        step = -(-len(lines) // parts)
+        for k in range(parts):
+            # Verses are wrapped lines with no blank lines between them: one paragraph per line.
+            yield f"genesis/{k}", "\n\n".join(lines[k * step : (k + 1) * step])
 
 
 def udhr(root: Path, code: str) -> Iterator[tuple[str, str]]:

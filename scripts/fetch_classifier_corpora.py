@@ -71,7 +71,8 @@ MAX_README_CHARS = 12_000
 MAX_LICENSE_CHARS = 12_000
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
-_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")  # a badge: nothing, as a page's text extraction gives
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _TAG = re.compile(r"<[^>]+>")
 _RST_ROLE = re.compile(r":[\w:-]+:`([^`<]*)(?:<[^>]*>)?`")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -80,7 +81,9 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 def readable_text(markup: str) -> str:
     """The prose of a Markdown or reStructuredText README: code blocks, tables, badges, HTML
     tags, directives and heading underlines removed, links and inline markup reduced to their text."""
-    text = _FENCE.sub("", markup.replace("\r\n", "\n"))
+    # Images first (a badge inside a link leaves an empty link), on the whole text: a link's target
+    # may be on the next line.
+    text = _LINK.sub(r"\1", _IMAGE.sub("", _FENCE.sub("", markup.replace("\r\n", "\n"))))
     kept: list[str] = []
     in_literal = False
     for line in text.split("\n"):
@@ -95,7 +98,7 @@ def readable_text(markup: str) -> str:
         if stripped.endswith("::"):
             in_literal = True
             stripped = stripped[:-1]
-        stripped = _RST_ROLE.sub(r"\1", _TAG.sub("", _LINK.sub(r"\1", stripped)))
+        stripped = _RST_ROLE.sub(r"\1", _TAG.sub("", stripped))
         stripped = stripped.lstrip("#").strip().replace("**", "").replace("``", "").replace("`", "")
         kept.append(stripped)
     paragraphs = [" ".join(p.split("\n")).strip() for p in "\n".join(kept).split("\n\n")]

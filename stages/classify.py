@@ -54,6 +54,7 @@ class WordSpec(Strict):
     default_language: str = "en"
 
     def fails(self, hits: Hits) -> bool:
+        """Whether a document with these hits is dropped."""
         too_many = (self.max_count is not None and hits.count > self.max_count) or (
             self.max_rate is not None and hits.rate > self.max_rate
         )
@@ -79,7 +80,7 @@ class PerplexitySpec(Strict):
 def _default_classifiers() -> dict[str, ClassifierSpec]:
     return {
         "quality": ClassifierSpec(path="models/classifiers/quality.ftz", min={"hq": 0.5}),
-        "safety": ClassifierSpec(path="models/classifiers/safety.ftz", max={"spam": 0.6}),
+        "safety": ClassifierSpec(path="models/classifiers/safety.ftz", max={"spam": 0.5}),
     }
 
 
