@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import ast
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -326,14 +327,29 @@ def refined_stages() -> list[dict]:
     ]
 
 
+def reused(out: Path, finished: Path, made_from: bytes) -> bool:
+    """Whether `out` is a finished run (`finished` exists) of the same inputs and settings
+    (`made_from`, recorded beside it by the run that made it); if not, it is cleared for a new run."""
+    stamp = out.with_name(out.name + ".sha256")
+    digest = hashlib.sha256(made_from).hexdigest()
+    if finished.exists() and stamp.is_file() and stamp.read_text() == digest:
+        return True
+    shutil.rmtree(out, ignore_errors=True)
+    stamp.write_text(digest)
+    return False
+
+
 def run_job(inputs: Path, stages: list[dict], run: Path, workers: int) -> Path:
-    """Run a job on `inputs/*.jsonl` once (a finished run is reused); returns its shard folder."""
-    if (run / "shards" / "manifest.json").exists():
-        return run / "shards"
+    """Run a job on `inputs/*.jsonl` once (a finished run of the same files and job is reused);
+    returns its shard folder."""
     job = {"input": {"paths": [str(inputs / "*.jsonl")], "format": "jsonl"}, "stages": stages}
     job |= {"runner": "local", "workers": workers}
+    text = yaml.safe_dump(job, sort_keys=False)
+    made_from = text.encode() + b"".join(p.read_bytes() for p in sorted(inputs.glob("*.jsonl")))
+    if reused(run, run / "shards" / "manifest.json", made_from):
+        return run / "shards"
     path = run.with_name(run.name + ".yaml")
-    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    path.write_text(text)
     cmd = [sys.executable, "-m", "refinery.pipeline.cli", "run", str(path), "--out", str(run)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return run / "shards"
@@ -387,14 +403,14 @@ def train_config(seed: int) -> dict:
 
 
 def train(shards: Path, out: Path, seed: int, steps: int) -> Path:
-    """One `refinery train` run (reused when finished, started again when not); returns its
-    exported model folder."""
-    if (out / "hf").is_dir():
+    """One `refinery train` run (a finished run of the same shards and settings is reused,
+    an unfinished one started again); returns its exported model folder."""
+    text = yaml.safe_dump(train_config(seed), sort_keys=False)
+    if reused(out, out / "hf", f"{text}{steps}".encode() + (shards / "manifest.json").read_bytes()):
         return out / "hf"
-    shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     conf = out.with_name(out.name + ".yaml")
-    conf.write_text(yaml.safe_dump(train_config(seed), sort_keys=False))
+    conf.write_text(text)
     cmd = [sys.executable, "-m", "refinery.pipeline.cli", "train", str(conf), "--data", str(shards)]
     with open(out.with_name(out.name + ".log"), "w") as log:
         subprocess.run(cmd + ["--out", str(out), "--max-steps", str(steps)], check=True, stdout=log, stderr=log)
