@@ -119,6 +119,10 @@ def generalization_report(roots: build.Roots) -> int:
     return 0
 
 
+# The word blocklist may drop at most this share of clean prose chunks of any domain.
+MAX_PROSE_DROPPED = 0.005
+
+
 def blocklist_report(examples: list[generalization.Example], roots: build.Roots) -> None:
     """The classify stage's default word blocklist on clean prose and on real explicit text.
     `min_distinct` is chosen on the train and tune documents (the smallest that drops at most
@@ -171,9 +175,6 @@ def blocklist_report(examples: list[generalization.Example], roots: build.Roots)
                 f" {'dropped' if spec.fails(h) else 'kept'}"
             )
     print()
-
-
-MAX_PROSE_DROPPED = 0.005
 
 
 def crawled_pages(path: Path) -> list[tuple[str, str]]:
