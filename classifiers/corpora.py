@@ -223,7 +223,9 @@ def language_of(text: str) -> str:
 
 
 def chunks(text: str, target_chars: int, by_lines: bool = False) -> list[str]:
-    """Consecutive paragraphs (or lines) joined until about `target_chars` each."""
+    """Consecutive paragraphs (or lines) joined until about `target_chars` each. A remainder under
+    half the target joins the chunk before it: a document's last credit line or disclaimer is not a
+    document of its own."""
     parts = [p.strip() for p in (text.split("\n") if by_lines else _PARAGRAPH.split(text)) if p.strip()]
     out: list[str] = []
     current: list[str] = []
@@ -234,6 +236,8 @@ def chunks(text: str, target_chars: int, by_lines: bool = False) -> list[str]:
         if size >= target_chars:
             out.append("\n".join(current))
             current, size = [], 0
-    if current:
+    if current and out and size < target_chars / 2:
+        out[-1] += "\n" + "\n".join(current)
+    elif current:
         out.append("\n".join(current))
     return out

@@ -54,6 +54,21 @@ PYPI_READMES = [
     ("cnocr", "2.3.3", "Apache-2.0", "zh"),
     ("opencc-python-reimplemented", "0.1.7", "Apache-2.0", "zh"),
     ("tushare", "1.4.29", "BSD-3-Clause", "zh"),
+    ("pytest", "9.2.0", "MIT", "en"),
+    ("pandas", "3.1.1", "BSD-3-Clause", "en"),
+    ("scikit-learn", "1.9.1", "BSD-3-Clause", "en"),
+    ("django", "5.2.19", "BSD-3-Clause", "en"),
+    ("celery", "5.7.0", "BSD-3-Clause", "en"),
+    ("boto3", "1.44.8", "Apache-2.0", "en"),
+    ("polars", "2.1.0", "MIT", "en"),
+    ("beautifulsoup4", "4.15.0", "MIT", "en"),
+    ("starlette", "1.10.0", "BSD-3-Clause", "en"),
+    ("uvicorn", "0.55.0", "BSD-3-Clause", "en"),
+    ("jsonschema", "4.26.0", "MIT", "en"),
+    ("sympy", "1.14.0", "BSD-3-Clause", "en"),
+    ("aiohttp", "3.14.5", "Apache-2.0 AND MIT", "en"),
+    ("cn2an", "0.5.24", "MIT", "zh"),
+    ("jionlp", "1.5.31", "Apache-2.0", "zh"),
 ]
 # (package, version, license, file inside the package, language)
 NPM_READMES = [
@@ -65,7 +80,7 @@ NPM_READMES = [
 ]
 SPHINX = ("sphinx", "9.0.4", "BSD-2-Clause")
 SPDX = ("spdx-license-list", "6.12.0", "CC0-1.0")
-# A long README is mostly its changelog.
+# A long README is mostly its changelog, where one is not headed as such.
 MAX_README_CHARS = 12_000
 # The long copyleft texts (GPL, MPL, EUPL, ...) would outweigh the rest of the legal text.
 MAX_LICENSE_CHARS = 12_000
@@ -75,15 +90,28 @@ _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")  # a badge: nothing, as a page's te
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _TAG = re.compile(r"<[^>]+>")
 _RST_ROLE = re.compile(r":[\w:-]+:`([^`<]*)(?:<[^>]*>)?`")
+_RST_REFERENCE = re.compile(r"`([^`<]+?)\s*(?:<[^>]*>)?`__?")  # `Celery`_, `docs <https://...>`_
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_LIST_ITEM = re.compile(r"([-*+]|\d+[.)])\s")
+# A README's release history, from its Markdown or reStructuredText heading on: lists of merged
+# changes and contributors, not prose.
+_CHANGELOG = re.compile(
+    r"^(?:#{1,6}[ \t]*)?(?:change ?log|changes|release notes|release history|history|what's changed|更新日志)"
+    r"[ \t]*(?:\n[=\-~^*#]{3,}[ \t]*)?$(?=\n|\Z)",
+    re.M | re.I,
+)
 
 
 def readable_text(markup: str) -> str:
     """The prose of a Markdown or reStructuredText README: code blocks, tables, badges, HTML
-    tags, directives and heading underlines removed, links and inline markup reduced to their text."""
+    tags, directives, heading underlines and the changelog removed, links and inline markup reduced
+    to their text; a list item keeps its own line, as a page's text extraction gives it."""
+    markup = markup.replace("\r\n", "\n")
+    if changelog := _CHANGELOG.search(markup):
+        markup = markup[: changelog.start()]
     # Images first (a badge inside a link leaves an empty link), on the whole text: a link's target
     # may be on the next line.
-    text = _LINK.sub(r"\1", _IMAGE.sub("", _FENCE.sub("", markup.replace("\r\n", "\n"))))
+    text = _LINK.sub(r"\1", _IMAGE.sub("", _FENCE.sub("", markup)))
     kept: list[str] = []
     in_literal = False
     for line in text.split("\n"):
@@ -98,11 +126,22 @@ def readable_text(markup: str) -> str:
         if stripped.endswith("::"):
             in_literal = True
             stripped = stripped[:-1]
-        stripped = _RST_ROLE.sub(r"\1", _TAG.sub("", stripped))
+        stripped = _RST_REFERENCE.sub(r"\1", _RST_ROLE.sub(r"\1", _TAG.sub("", stripped)))
         stripped = stripped.lstrip("#").strip().replace("**", "").replace("``", "").replace("`", "")
         kept.append(stripped)
-    paragraphs = [" ".join(p.split("\n")).strip() for p in "\n".join(kept).split("\n\n")]
+    paragraphs = [_unwrapped(p) for p in "\n".join(kept).split("\n\n")]
     return "\n\n".join(p for p in paragraphs if len(p.split()) >= 6 or len(_CJK.findall(p)) >= 15)
+
+
+def _unwrapped(paragraph: str) -> str:
+    """A paragraph's wrapped lines joined; a list item starts a line of its own."""
+    lines: list[str] = []
+    for line in paragraph.split("\n"):
+        if lines and not _LIST_ITEM.match(line):
+            lines[-1] += " " + line
+        elif line:
+            lines.append(line)
+    return "\n".join(line.strip() for line in lines)
 
 
 def cjk_paragraphs(text: str) -> str:
