@@ -74,7 +74,7 @@ def generalization_report(roots: build.Roots) -> int:
     max_spam = demo_max_spam()
     q_examples, _ = build.collect(quality, roots)
     s_examples, _ = build.collect(safety, roots)
-    report, ood = quality_score.leave_one_domain_out(q_examples, quality.positive, quality.params)
+    report, ood, _ = quality_score.leave_one_domain_out(q_examples, quality.positive, quality.params)
     print("## quality: leave-one-domain-out AUC (held-out domain vs the other label's test documents)\n")
     signals = ["fasttext", "perplexity", "line_punctuation", "quality_score"]
     _table(

@@ -12,7 +12,8 @@ quality: `hq` is edited prose of five domains and many languages (technical docu
 books, law and government, speeches, news); `lq` is real low-quality web text (page chrome of
 news, company and documentation sites, link lists, spam messages) and junk derived from the
 `hq` text (`synthetic`: keyword lists, shuffled word salad, menu-like lines, repeated lines).
-Line breaks are tokens: short lines tell page chrome from prose in any language.
+Line breaks are tokens: short lines tell page chrome from prose in any language. A web address
+is one word (`fasttext_model.URL_WORD`).
 safety: `spam` vs `ham`: the SMS Spam Collection (CC BY 4.0), with the `hq` prose as `ham` too,
 so that edited writing is not mistaken for spam for being unlike text messages.
 Every model is measured leave-one-domain-out (`generalization`): those figures come first in
@@ -376,27 +377,17 @@ def build_ngram(root: Path, out: Path) -> dict:
 
 def build_perplexity(roots: Roots, out: Path) -> dict:
     """The quality model's companions: a trigram model of the `hq` train documents, and
-    `quality_score`, the regression of P(hq), perplexity and line punctuation fitted on the tune
-    documents as the built `quality.ftz` and trigram model score them, with its default threshold;
+    `quality_score`, the regression of P(hq), perplexity and line punctuation fitted on every
+    domain's documents as the models without that domain score them, with its default threshold;
     and the leave-one-domain-out figures of each signal and of the score."""
     from refinery.classifiers import perplexity, quality_score
 
     recipe = RECIPES["quality"]
     examples, _ = collect(recipe, roots)
-    report, _ = quality_score.leave_one_domain_out(examples, recipe.positive, recipe.params)
+    report, _, (score, cut) = quality_score.leave_one_domain_out(examples, recipe.positive, recipe.params)
     lm = perplexity.train([e.text for e in examples if e.split == "train" and e.label == "hq"])
     path = out / "perplexity.npz"
     lm.save(path)
-    tune = [e for e in examples if e.split == "tune"]
-    texts = [e.text for e in tune]
-    quality = FastTextClassifier(out / "quality.ftz")
-    x = quality_score.features(
-        quality.predict_proba(texts)[:, quality.labels.index("hq")],
-        perplexity.perplexities(lm, texts),
-        quality_score.line_punctuation(texts),
-    )
-    gold = np.array([e.label == "hq" for e in tune])
-    score = quality_score.QualityScore.fit(x, gold)
     card = {
         "model": path.name,
         "task": "perplexity of a word trigram model of edited prose (Witten-Bell), beside quality.ftz",
@@ -404,8 +395,11 @@ def build_perplexity(roots: Roots, out: Path) -> dict:
         "quality_score": {
             "formula": "sigmoid(coefficients . (features - mean) / scale + intercept)",
             **score.card(),
-            "threshold": quality_score.threshold(score(x), gold),
-            "chosen_on": f"the tune documents: fitted there, and keeps {quality_score.TUNE_KEEP:.0%} of their hq text",
+            "threshold": float(1 / (1 + np.exp(-cut))),
+            "chosen_on": (
+                "every domain's train and test documents as scored by the fastText and trigram models trained"
+                f" without that domain: fitted there, and keeps {quality_score.PROSE_KEEP:.0%} of their hq text"
+            ),
         },
         "sources": "the hq sources of quality.ftz.json (train split)",
         "vocab": len(lm.vocab),

@@ -13,10 +13,14 @@ domains it never saw.
   line, so hard-wrapped plain text (licenses, books, reference manuals) is read by its
   paragraphs, not by its 70-character lines.
 
-`quality_score` is a logistic regression of the three (standardised), fitted on the tune
-documents; its card holds the coefficients and the default threshold. The build reports each
+`quality_score` is a logistic regression of the three (standardised); its card holds the
+coefficients and the default threshold. It is fitted on out-of-domain features: every domain's
+documents as scored by the fastText and trigram models trained without that domain. On the
+domains they were trained on, fastText and the trigram model are sure of nearly every document,
+and a regression fitted there trusts them (and a threshold set there is placed) as if every text
+came from a known source; out of domain they are the weaker signals. The build reports each
 signal and the score leave-one-domain-out, where the regression too is fitted without the
-held-out domain.
+held-out domain's documents.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from refinery.classifiers.metrics import roc_auc
 from refinery.classifiers.perplexity import log_perplexity, perplexities, train
 
 FEATURES = ("logit_p_hq", "log_perplexity", "line_punctuation")
-# The default threshold keeps this share of the tune documents' prose.
-TUNE_KEEP = 0.99
+# The default threshold keeps this share of the prose the regression is fitted on.
+PROSE_KEEP = 0.99
 # L2 penalty of the regression (on standardised features; the intercept is not penalised).
 L2 = 1.0
 P_CLIP = 1e-4
@@ -118,21 +122,19 @@ class QualityScore:
 
 
 def threshold(score: np.ndarray, gold: np.ndarray) -> float:
-    """The score that keeps TUNE_KEEP of the positive texts given (the tune documents)."""
-    return float(np.quantile(score[gold], 1 - TUNE_KEEP))
+    """The score that keeps PROSE_KEEP of the positive texts given."""
+    return float(np.quantile(score[gold], 1 - PROSE_KEEP))
 
 
 @dataclass
 class _Scored:
     """One held-out domain: FEATURES from the models that never saw it, of its own documents
-    and of the other label's test documents, and of the tune documents."""
+    and of the other label's test documents."""
 
     label: str
     inside: list[Example]  # the domain's own train and test documents: the first rows of x
     x: np.ndarray
     gold: np.ndarray
-    tune_x: np.ndarray
-    tune_gold: np.ndarray
 
 
 def _features_of(model, lm, examples: list[Example], positive: str) -> np.ndarray:
@@ -149,33 +151,41 @@ def _held_out(examples: list[Example], positive: str, params: TrainParams) -> di
         inside = [e for e in examples if e.domain == domain and e.split != "tune"]
         label = inside[0].label
         others = [e for e in examples if e.domain != domain and e.split == "test" and e.label != label]
-        tune = [e for e in examples if e.split == "tune" and domain not in (e.domain, e.origin)]
         scored[domain] = _Scored(
             label,
             inside,
             _features_of(model, lm, inside + others, positive),
             np.array([e.label == positive for e in inside + others]),
-            _features_of(model, lm, tune, positive),
-            np.array([e.label == positive for e in tune]),
         )
     return scored
 
 
+def fit_out_of_domain(scored: dict[str, _Scored], without: str | None = None) -> tuple[QualityScore, float]:
+    """The regression, and its threshold on the logit, fitted on every domain's own documents as
+    the models without that domain score them, the domain `without` left out."""
+    rows = [s for domain, s in scored.items() if domain != without]
+    x = np.concatenate([s.x[: len(s.inside)] for s in rows])
+    gold = np.concatenate([s.gold[: len(s.inside)] for s in rows])
+    score = QualityScore.fit(x, gold)
+    return score, threshold(score.logit(x), gold)
+
+
 def leave_one_domain_out(
     examples: list[Example], positive: str, params: TrainParams
-) -> tuple[dict, generalization.OutOfDomain]:
+) -> tuple[dict, generalization.OutOfDomain, tuple[QualityScore, float]]:
     """For each domain, fastText, the trigram model and the regression fitted without it score
     it: AUC of each signal and of quality_score against the other label's test documents, and the
-    share of its documents the default threshold (TUNE_KEEP of the tune prose) keeps. Also every
-    scored document's margin over that threshold (logit(score) - logit(threshold); kept when >= 0)."""
+    share of its documents the default threshold (PROSE_KEEP of the other domains' prose) keeps.
+    Also every scored document's margin over that threshold (the logit minus the threshold; kept
+    when >= 0), and the regression and threshold fitted on every domain (the shipped ones)."""
     scored = _held_out(examples, positive, params)
     by_domain = {}
     inside: list[Example] = []
     margins: list[np.ndarray] = []
     for domain, s in scored.items():
-        score = QualityScore.fit(s.tune_x, s.tune_gold)
+        score, cut = fit_out_of_domain(scored, without=domain)
         logit, n = score.logit(s.x), len(s.inside)
-        margin = logit - threshold(score.logit(s.tune_x), s.tune_gold)
+        margin = logit - cut
         by_domain[domain] = {
             "label": s.label,
             "n": n,
@@ -190,13 +200,15 @@ def leave_one_domain_out(
     ood = generalization.OutOfDomain(inside, np.concatenate(margins), by_domain)
     report = {
         "method": (
-            "for each domain, a fastText model, a trigram model and the regression trained on every other"
-            " domain (fastText and trigram model on the train documents, the regression on the tune"
-            " documents) score the domain's train and test documents; AUC against the other label's test"
-            f" documents of the other domains; the threshold keeps {TUNE_KEEP:.0%} of the tune documents'"
-            f" {positive} text; by_language: AUC of the margins over that threshold within each language"
+            "for each domain, a fastText model and a trigram model trained on the train documents of every"
+            " other domain score the domain's train and test documents; the regression and its threshold"
+            " are fitted on the other domains' documents as scored by the models without each of them (those"
+            " models saw the held-out domain; its own documents are never in the fit); AUC against the other"
+            f" label's test documents of the other domains; the threshold keeps {PROSE_KEEP:.0%} of the"
+            f" {positive} text it is fitted on; by_language: AUC of the margins over that threshold within"
+            " each language"
         ),
         "by_domain": by_domain,
         "by_language": generalization.auc_by_language(ood, positive),
     }
-    return report, ood
+    return report, ood, fit_out_of_domain(scored)
