@@ -36,13 +36,20 @@ MIN_TRAIN_THREADS = 10
 # A line break is a token of its own: it is what tells page chrome (short lines) from prose, in
 # any language. fastText's end-of-line word is reused, as it already ends every training line.
 NEWLINE_TOKEN = "</s>"
+# A web address is one word, URL_WORD. Read piece by piece, "www", "co" and "uk" are words of
+# text-message spam, and every link of a README or a news page would read as them. The same
+# pattern for Python's `re` and Arrow's RE2 (whitespace spelled out: their `\s` differ).
+URL = r"(?i:https?://|www\.)[^ \t\n\r\v\f]+"
+URL_WORD = "url"
+_URL = re.compile(URL)
 
 
 def prepare(text: str, max_chars: int | None = None) -> str:
-    """One line of lowercased tokens (words, single punctuation marks and a NEWLINE_TOKEN per line
-    break), as seen in training."""
+    """One line of lowercased tokens (words, single punctuation marks, URL_WORD per web address
+    and a NEWLINE_TOKEN per line break), as seen in training."""
     if max_chars is not None:
         text = text[:max_chars]
+    text = _URL.sub(f" {URL_WORD} ", text)
     words: list[str] = []
     for i, line in enumerate(text.split("\n")):
         if i:
@@ -108,11 +115,11 @@ def arrow_patterns() -> tuple[str, str]:
 
 
 def prepare_column(texts: pa.Array | pa.ChunkedArray, max_chars: int | None = None) -> list[str]:
-    """`prepare` for a whole string column, in Arrow's C++ kernels (code-point slice, utf8proc
-    lowercasing, an RE2 rewrite spacing out punctuation, newlines made NEWLINE_TOKEN) instead of a
-    Python regex per document. The lines differ from `prepare`'s only in runs of whitespace,
-    which fastText skips: the tokens it reads, and so its predictions, are the same. Nulls give
-    empty lines."""
+    """`prepare` for a whole string column, in Arrow's C++ kernels (code-point slice, web addresses
+    made URL_WORD, utf8proc lowercasing, an RE2 rewrite spacing out punctuation, newlines made
+    NEWLINE_TOKEN) instead of a Python regex per document. The lines differ from `prepare`'s only
+    in runs of whitespace, which fastText skips: the tokens it reads, and so its predictions, are
+    the same. Nulls give empty lines."""
     import pyarrow.compute as pc
 
     punctuation, odd = arrow_patterns()
@@ -121,7 +128,8 @@ def prepare_column(texts: pa.Array | pa.ChunkedArray, max_chars: int | None = No
     # A text of at most max_chars bytes has at most max_chars characters: nothing to cut.
     if max_chars is not None and len(texts) and pc.max(pc.binary_length(texts)).as_py() > max_chars:
         texts = pc.utf8_slice_codeunits(texts, 0, max_chars)
-    spaced = pc.replace_substring_regex(pc.utf8_lower(texts), punctuation, r" \0 ")
+    addressed = pc.replace_substring_regex(texts, URL, f" {URL_WORD} ")
+    spaced = pc.replace_substring_regex(pc.utf8_lower(addressed), punctuation, r" \0 ")
     lines = pc.replace_substring(spaced, "\n", f" {NEWLINE_TOKEN} ").to_pylist()
     for i in np.flatnonzero(pc.match_substring_regex(texts, odd).to_numpy(zero_copy_only=False)):
         lines[i] = prepare(texts[int(i)].as_py())
