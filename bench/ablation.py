@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import glob
 import gzip
 import hashlib
 import json
@@ -339,13 +340,27 @@ def reused(out: Path, finished: Path, made_from: bytes) -> bool:
     return False
 
 
+def named_files(value) -> list[Path]:
+    """The files a stage's settings name (paths and globs), each with its model card beside it
+    (`<file>.json`) where there is one: a rebuilt model changes what the stage does."""
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in named_files(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in named_files(v)]
+    if not isinstance(value, str):
+        return []
+    files = [Path(p) for p in sorted(glob.glob(value)) if Path(p).is_file()]
+    return [g for f in files for g in (f, f.with_name(f.name + ".json")) if g.is_file()]
+
+
 def run_job(inputs: Path, stages: list[dict], run: Path, workers: int) -> Path:
-    """Run a job on `inputs/*.jsonl` once (a finished run of the same files and job is reused);
-    returns its shard folder."""
+    """Run a job on `inputs/*.jsonl` once (a finished run of the same files, job and named model
+    files is reused); returns its shard folder."""
     job = {"input": {"paths": [str(inputs / "*.jsonl")], "format": "jsonl"}, "stages": stages}
     job |= {"runner": "local", "workers": workers}
     text = yaml.safe_dump(job, sort_keys=False)
-    made_from = text.encode() + b"".join(p.read_bytes() for p in sorted(inputs.glob("*.jsonl")))
+    read = sorted(inputs.glob("*.jsonl")) + named_files(stages)
+    made_from = text.encode() + b"".join(p.read_bytes() for p in read)
     if reused(run, run / "shards" / "manifest.json", made_from):
         return run / "shards"
     path = run.with_name(run.name + ".yaml")
