@@ -3,9 +3,9 @@
     python -m refinery.classifiers.build --data ../shared/data --out models/classifiers
 
 Sources: the shared data folder (nltk corpora, the extraction benchmarks' pages, the SMS Spam
-Collection), the Python documentation shipped with the interpreter, and the registry extracts
-committed in data/classifiers/ (package READMEs, Sphinx theme strings, SPDX license texts;
-`scripts/fetch_classifier_corpora.py` rewrites them). Every source and its license is written
+Collection), the Python documentation and standard library shipped with the interpreter, and the
+registry extracts committed in data/classifiers/ (package READMEs, Sphinx theme strings, SPDX
+license texts; `scripts/fetch_classifier_corpora.py` rewrites them). Every source and its license is written
 into the model card beside the model.
 
 quality: `hq` is edited prose of five domains and many languages (technical documentation,
@@ -14,8 +14,9 @@ news, company and documentation sites, link lists, spam messages) and junk deriv
 `hq` text (`synthetic`: keyword lists, shuffled word salad, menu-like lines, repeated lines).
 Line breaks are tokens: short lines tell page chrome from prose in any language. A web address
 is one word (`fasttext_model.URL_WORD`).
-safety: `spam` vs `ham`: the SMS Spam Collection (CC BY 4.0), with the `hq` prose as `ham` too,
-so that edited writing is not mistaken for spam for being unlike text messages.
+safety: `spam` vs `ham`: the SMS Spam Collection (CC BY 4.0), with the `hq` prose and the standard
+library's code as `ham` too, so that edited writing and code are not mistaken for spam for being
+unlike text messages.
 Every model is measured leave-one-domain-out (`generalization`): those figures come first in
 its card. Documents, not chunks, are split by a hash of their id into train, tune and test.
 """
@@ -119,6 +120,14 @@ def _genesis(roots: Roots, per_translation: int = 200):
             yield doc_id, lang, chunk
 
 
+def _source_code(roots: Roots, per_module: int = 9):
+    """The first `per_module` chunks of every standard-library module's code, so that every module
+    has its share."""
+    for doc_id, text in corpora.python_source_code():
+        for chunk in corpora.chunks(text, 1000)[:per_module]:
+            yield doc_id, "code", chunk
+
+
 def _sms_groups(label: str, size: int) -> Reader:
     """Consecutive messages of one label and one split joined `size` at a time (a document-sized
     example), so that every message of a held-out group is held out by the safety model too."""
@@ -148,6 +157,7 @@ def _sms_messages(label: str) -> Reader:
 
 PUBLIC_DOMAIN = "public domain (nltk_data package metadata)"
 PSF = "PSF-2.0: Python documentation (pydoc_data.topics of the interpreter that runs the build)"
+PSF_CODE = "PSF-2.0: the standard library's modules (of the interpreter that runs the build)"
 READMES = (
     "MIT, BSD-2-Clause, BSD-3-Clause or Apache-2.0, per package (data/classifiers/SOURCE.md): READMEs of"
     " PyPI and npm packages"
@@ -246,6 +256,11 @@ RECIPES = {
             Source("SMS Spam Collection (spam)", "spam", "text messages", SMS, _sms_messages("spam"), 10_000),
             Source("SMS Spam Collection (ham)", "ham", "text messages", SMS, _sms_messages("ham"), 10_000),
             *(Source(s.name, "ham", s.domain, s.license, s.examples, s.max_examples) for s in PROSE),
+            # Code is not spam: without it, a model that never saw documentation takes its doctests
+            # (digits, brackets, short tokens) for text-message short codes.
+            Source(
+                "Python standard library code (no docstrings or comments)", "ham", "source code", PSF_CODE, _source_code
+            ),
         ],
         params=TrainParams(word_ngrams=2, epoch=25, min_count=1),
         # The model's own decision (P(spam) > P(ham)): no threshold is chosen on reported documents.

@@ -145,6 +145,27 @@ def python_doc_topics() -> Iterator[tuple[str, str]]:
         yield f"pydoc/{key}", topics[key]
 
 
+def python_source_code() -> Iterator[tuple[str, str]]:
+    """The code of the standard library's top-level modules (PSF License), one document per module,
+    without its docstrings and comments (`ast.unparse`): code, not the prose the documentation
+    domain holds."""
+    import ast
+    import sysconfig
+
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+                if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        # Blank lines between top-level statements, so that chunks end where a definition does.
+        yield f"python/{path.stem}", "\n\n".join(ast.unparse(statement) for statement in tree.body)
+
+
 def boilerplate(root: Path) -> Iterator[tuple[str, str]]:
     """Per page, the annotated boilerplate snippets that must not be in the main text (menus,
     share buttons, comment headers), one per line."""

@@ -153,13 +153,12 @@ def test_shipped_models_and_cards():
         assert list(card)[:3] == ["model", "task", "leave_one_domain_out"]
         assert all(d["n"] > 0 and d["auc"] > 0.5 for d in card["leave_one_domain_out"]["by_domain"].values())
     safety = json.loads((root / "safety.ftz.json").read_text())
-    # Edited prose the safety model never saw is not taken for spam at the default threshold: at
-    # most 2% of any domain, but 3% of technical documentation, whose Python doctests (the only code
-    # among the sources) and README links a model that never saw them flags at 1.5-2.5% over six
-    # builds (BENCHMARKS.md).
+    # Edited prose (and code) the safety model never saw is not taken for spam at the default
+    # threshold: at most 2% of any domain. Technical documentation is the closest (0.7-1.7% over
+    # five builds, BENCHMARKS.md): its doctests look like text-message short codes to a model that
+    # has seen no code, hence the standard library's code among the `ham`.
     flagged = safety["leave_one_domain_out"]["share_above_0.5"]
-    assert max(v for domain, v in flagged.items() if domain != "technical documentation") <= 0.02
-    assert flagged["technical documentation"] <= 0.03
+    assert {"technical documentation", "source code"} <= set(flagged) and max(flagged.values()) <= 0.02
     assert "Almeida" in safety["attribution"] and "CC BY 4.0" in safety["attribution"]
     # quality_score holds on every domain it never saw, and its card loads.
     card = json.loads((root / "perplexity.npz.json").read_text())
@@ -268,6 +267,14 @@ def test_chunks_leave_no_fragment_of_a_document_on_its_own():
     parts = corpora.chunks(body, 300)
     assert len(parts) == 2 and parts[-1].endswith("\nDisclaimer") and all(len(p) >= 150 for p in parts)
     assert corpora.chunks("short", 300) == ["short"]
+
+
+def test_standard_library_code_is_read_without_its_docstrings():
+    import abc
+
+    code = dict(corpora.python_source_code())["python/abc"]
+    assert "class ABCMeta(type):" in code and "def register(cls, subclass):" in code
+    assert abc.__doc__.splitlines()[0] not in code and abc.ABCMeta.register.__doc__.split(".")[0] not in code
 
 
 def test_readme_prose_keeps_list_items_on_their_lines_and_drops_the_changelog():
