@@ -286,10 +286,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each; the fastest counts")
     parser.add_argument("--generalization", action="store_true", help="leave-one-domain-out figures instead")
     parser.add_argument("--blocklist", action="store_true", help="only the word blocklist's figures")
+    parser.add_argument(
+        "--nested", metavar="DOMAIN", action="append", help="quality_score on DOMAIN with the regression fully nested"
+    )
     args = parser.parse_args(argv)
     roots = build.Roots(Path(args.data))
     if args.generalization:
         return generalization_report(roots)
+    if args.nested:
+        recipe = build.RECIPES["quality"]
+        examples, _ = build.collect(recipe, roots)
+        for domain in args.nested:
+            print(domain, quality_score.fully_nested(examples, recipe.positive, recipe.params, domain))
+        return 0
     if args.blocklist:
         blocklist_report(build.collect(build.RECIPES["quality"], roots)[0], roots)
         return 0

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from refinery.classifiers import corpora, synthetic
+from refinery.classifiers import corpora, generalization, quality_score, synthetic
 from refinery.classifiers.data import read_labeled
 from refinery.classifiers.fasttext_model import (
     FastTextClassifier,
@@ -328,6 +328,19 @@ def test_perplexity_and_quality_score_tell_prose_from_its_own_words_shuffled():
     assert sum(s < card["threshold"] for s in score[8:16]) >= 6
     reason = f"quality_score<{card['threshold']:g}"
     assert stats.failed_by_rule.get(reason, 0) >= 6 and "perplexity" in stats.histograms
+
+
+def test_quality_score_fitted_fully_nested_still_tells_an_unseen_domain(examples):
+    # Five domains made of the labeled rows; the regression for "a" is fitted on "b", "e", "c" and "d"
+    # as scored by models that saw neither "a" nor the domain scored.
+    rows = []
+    for i, (text, label) in enumerate(examples):
+        domain = "abe"[i % 3] if label == "hq" else "cd"[i % 2]
+        split = "test" if i % 5 == 0 else "tune" if i % 5 == 1 else "train"
+        rows.append(generalization.Example(text, label, "rows", domain, "en", split, domain))
+    params = TrainParams(epoch=50, lr=0.5, quantize=False, min_count=1)
+    held_out = quality_score.fully_nested(rows, "hq", params, "a")
+    assert held_out["auc_quality_score"] > 0.8 and 0.5 <= held_out["share_kept"] <= 1.0
 
 
 def test_line_punctuation_reads_sentence_and_clause_ends_in_any_script():
