@@ -41,15 +41,17 @@ class Example:
     origin: str
 
 
+def trained_on(examples: list[Example], without: set[str]) -> list[Example]:
+    """The train documents of every domain but `without`, and of no junk derived from those
+    domains' text (which would teach their vocabulary)."""
+    return [e for e in examples if e.split == "train" and not {e.domain, e.origin} & without]
+
+
 def holdable_domains(examples: list[Example]) -> list[str]:
     """Domains whose removal still leaves every label in the training set."""
     labels = {e.label for e in examples}
     domains = sorted({e.domain for e in examples})
-    return [
-        d
-        for d in domains
-        if {e.label for e in examples if d not in (e.domain, e.origin) and e.split == "train"} == labels
-    ]
+    return [d for d in domains if {e.label for e in trained_on(examples, {d})} == labels]
 
 
 def models_without_each_domain(
@@ -58,8 +60,7 @@ def models_without_each_domain(
     """(domain, model trained on the train documents of every other domain), one at a time."""
     with tempfile.TemporaryDirectory() as tmp:
         for domain in holdable_domains(examples):
-            # Junk derived from the held-out domain's text would teach its vocabulary: left out too.
-            pairs = [(e.text, e.label) for e in examples if e.split == "train" and domain not in (e.domain, e.origin)]
+            pairs = [(e.text, e.label) for e in trained_on(examples, {domain})]
             yield domain, train(pairs, Path(tmp) / f"without-{len(domain)}.ftz", params)
 
 

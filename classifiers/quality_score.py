@@ -149,7 +149,7 @@ def _features_of(model, lm, examples: list[Example], positive: str) -> np.ndarra
 def _held_out(examples: list[Example], positive: str, params: TrainParams) -> dict[str, _Scored]:
     scored = {}
     for domain, model in generalization.models_without_each_domain(examples, params):
-        kept = [e for e in examples if e.split == "train" and domain not in (e.domain, e.origin)]
+        kept = generalization.trained_on(examples, {domain})
         lm = train([e.text for e in kept if e.label == positive])
         inside = [e for e in examples if e.domain == domain and e.split != "tune"]
         label = inside[0].label
@@ -223,7 +223,7 @@ def fully_nested(examples: list[Example], positive: str, params: TrainParams, do
     What leave_one_domain_out's shortcut (those models saw `domain`) changes: AUC and share kept."""
 
     def scored_by_models_without(out: set[str], scored: list[Example]) -> np.ndarray:
-        kept = [e for e in examples if e.split == "train" and not {e.domain, e.origin} & out]
+        kept = generalization.trained_on(examples, out)
         with tempfile.TemporaryDirectory() as tmp:
             model = train_fasttext([(e.text, e.label) for e in kept], Path(tmp) / "m.ftz", params)
             return _features_of(model, train([e.text for e in kept if e.label == positive]), scored, positive)
@@ -235,8 +235,7 @@ def fully_nested(examples: list[Example], positive: str, params: TrainParams, do
     others = [  # those that can be left out beside `domain` with every label still trained on
         d
         for d in generalization.holdable_domains(examples)
-        if d != domain
-        and {e.label for e in examples if e.split == "train" and not {e.domain, e.origin} & {d, domain}} == labels
+        if d != domain and {e.label for e in generalization.trained_on(examples, {d, domain})} == labels
     ]
     x = np.concatenate([scored_by_models_without({domain, d}, own_documents(d)) for d in others])
     gold = np.array([e.label == positive for d in others for e in own_documents(d)])
